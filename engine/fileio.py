@@ -13,7 +13,8 @@ def atomic_path(final_path):
     """Yield a temporary path beside `final_path`; rename onto it only if the block succeeds."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=final_path.suffix + ".part",
+    # the real suffix stays last: GDAL picks its driver (and warns) by extension
+    fd, tmp = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=".part" + final_path.suffix,
                                dir=final_path.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as GDAL want to create the file themselves

@@ -1,0 +1,64 @@
+"""Coordinate reference systems: one string form, equality, metric checks, transforms."""
+from __future__ import annotations
+
+import numpy as np
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
+
+from .errors import InputError
+
+
+def parse_crs(crs_like, source: str) -> CRS:
+    """A pyproj CRS from anything pyproj understands; InputError naming `source` otherwise."""
+    try:
+        return CRS.from_user_input(crs_like)
+    except (CRSError, TypeError, ValueError) as exc:
+        raise InputError(f"{source}: the coordinate reference system {str(crs_like)[:80]!r} "
+                         f"is not recognised ({_first_line(exc)}).") from None
+
+
+def crs_string(crs_like, source: str = "coordinate reference system") -> str:
+    """'EPSG:xxxx' when the CRS has an authority code, else its WKT."""
+    crs = parse_crs(crs_like, source)
+    authority = crs.to_authority(min_confidence=90)
+    return f"{authority[0]}:{authority[1]}" if authority else crs.to_wkt()
+
+
+def same_crs(a, b) -> bool:
+    return CRS.from_user_input(a) == CRS.from_user_input(b)
+
+
+def require_metric(crs_like, source: str) -> CRS:
+    """Grids and slopes need a projected CRS whose axes are in metres."""
+    crs = parse_crs(crs_like, source)
+    if not crs.is_projected:
+        raise InputError(f"{source}: the coordinate reference system {crs_string(crs)} is not projected "
+                         "(coordinates in degrees); reproject to a projected CRS in metres such as "
+                         "EPSG:3035 first.")
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else None
+    if unit is None or abs(unit - 1.0) > 1e-9:
+        raise InputError(f"{source}: the coordinate reference system {crs_string(crs)} does not use "
+                         "metres; reproject to a projected CRS in metres such as EPSG:3035 first.")
+    return crs
+
+
+def transform_xy(x, y, src_crs, dst_crs, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Transform coordinate arrays (x = easting/longitude); InputError if any result is not finite."""
+    src, dst = parse_crs(src_crs, source), parse_crs(dst_crs, source)
+    try:
+        transformer = Transformer.from_crs(src, dst, always_xy=True)
+        tx, ty = transformer.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                                       errcheck=False)
+    except ProjError as exc:
+        raise InputError(f"{source}: cannot transform from {crs_string(src)} to {crs_string(dst)} "
+                         f"({_first_line(exc)}).") from None
+    tx, ty = np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
+    if not (np.isfinite(tx).all() and np.isfinite(ty).all()):
+        raise InputError(f"{source}: some coordinates cannot be transformed from {crs_string(src)} "
+                         f"to {crs_string(dst)}.")
+    return tx, ty
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,160 @@
+"""The analysis grid (aligned to the EGMS L3 grid) and gridding point series into a cube."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.transform import from_origin
+
+from .crs import crs_string, require_metric, same_crs
+from .errors import InputError
+from .progress import check_cancel
+
+_BATCH_VALUES = 4_000_000  # values gathered at once when taking medians: bounds the working memory
+
+
+@dataclass(frozen=True)
+class Grid:
+    crs: str
+    x_min: float        # west edge, metres
+    y_max: float        # north edge, metres
+    cell_size_m: float
+    width: int
+    height: int
+
+    @property
+    def transform(self):
+        """The affine.Affine from (col, row) to (x, y) of the cell's corner, north up."""
+        return from_origin(self.x_min, self.y_max, self.cell_size_m, self.cell_size_m)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, y_min, x_max, y_max) of the outer cell edges."""
+        return (self.x_min, self.y_max - self.height * self.cell_size_m,
+                self.x_min + self.width * self.cell_size_m, self.y_max)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def cell_index(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, col, inside) for coordinates; a cell holds its west and north edges."""
+        col = np.floor((np.asarray(x, dtype=np.float64) - self.x_min) / self.cell_size_m)
+        row = np.floor((self.y_max - np.asarray(y, dtype=np.float64)) / self.cell_size_m)
+        inside = (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)
+        row = np.where(inside, row, -1).astype(np.int64)
+        col = np.where(inside, col, -1).astype(np.int64)
+        return row, col, inside
+
+    def cell_centers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x [W] of the column centres, y [H] of the row centres), north to south."""
+        half = self.cell_size_m / 2
+        x = self.x_min + half + self.cell_size_m * np.arange(self.width)
+        y = self.y_max - half - self.cell_size_m * np.arange(self.height)
+        return x, y
+
+    def window(self, row0: int, col0: int, height: int, width: int) -> Grid:
+        """The sub-grid starting at (row0, col0), cut to this grid's extent."""
+        if not (0 <= row0 < self.height and 0 <= col0 < self.width and height > 0 and width > 0):
+            raise ValueError(f"window ({row0}, {col0}, {height}, {width}) is outside the "
+                             f"{self.height} × {self.width} grid")
+        return Grid(crs=self.crs, x_min=self.x_min + col0 * self.cell_size_m,
+                    y_max=self.y_max - row0 * self.cell_size_m, cell_size_m=self.cell_size_m,
+                    width=min(width, self.width - col0), height=min(height, self.height - row0))
+
+
+@dataclass
+class Cube:
+    grid: Grid
+    dates: np.ndarray            # [T] datetime64[D]
+    displacement_mm: np.ndarray  # [T, H, W] float32, median of the points per cell and epoch, NaN where none
+    count: np.ndarray            # [T, H, W] uint16, points that contributed
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.count > 0
+
+    def window(self, row0: int, col0: int, height: int, width: int) -> Cube:
+        """The cube on `grid.window(...)`; the arrays are views, not copies."""
+        grid = self.grid.window(row0, col0, height, width)
+        rows, cols = slice(row0, row0 + grid.height), slice(col0, col0 + grid.width)
+        return Cube(grid=grid, dates=self.dates, displacement_mm=self.displacement_mm[:, rows, cols],
+                    count=self.count[:, rows, cols])
+
+
+def make_grid(bounds, cell_size_m: float = 100.0, crs: str = "EPSG:3035") -> Grid:
+    """The smallest grid covering `bounds` (x_min, y_min, x_max, y_max) whose edges are multiples
+    of `cell_size_m`, so 100 m cells in EPSG:3035 coincide with the EGMS L3 grid."""
+    require_metric(crs, "grid")
+    x0, y0, x1, y1 = (float(b) for b in bounds)
+    if not (all(math.isfinite(b) for b in (x0, y0, x1, y1)) and x0 <= x1 and y0 <= y1):
+        raise InputError(f"grid: the bounds {tuple(bounds)} are not a valid extent.")
+    if not (math.isfinite(cell_size_m) and cell_size_m > 0):
+        raise InputError(f"grid: the cell size must be a positive number of metres, not {cell_size_m}.")
+    size = float(cell_size_m)
+    # Cells hold their west and north edges, so every point of `bounds` lands inside.
+    x_min = math.floor(x0 / size) * size
+    x_max = (math.floor(x1 / size) + 1) * size
+    y_max = math.ceil(y1 / size) * size
+    y_min = (math.ceil(y0 / size) - 1) * size
+    return Grid(crs=crs_string(crs, "grid"), x_min=x_min, y_max=y_max, cell_size_m=size,
+                width=round((x_max - x_min) / size), height=round((y_max - y_min) / size))
+
+
+def grid_values(x, y, values: np.ndarray, grid: Grid, valid: np.ndarray | None = None,
+                progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Median and count per cell of point values [N, K] (NaN or not `valid` = missing).
+
+    Returns (median [K, H, W] float32, NaN where no value; count [K, H, W] uint16). Points are
+    grouped by cell once; cells with the same number of points are reduced together.
+    """
+    values = np.asarray(values)
+    n_layers = values.shape[1]
+    row, col, inside = grid.cell_index(x, y)
+    members = np.flatnonzero(inside)
+    cell = row[members] * grid.width + col[members]
+    order = np.argsort(cell, kind="stable")
+    members, cell = members[order], cell[order]
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if cell.size else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, cell.size])
+
+    median = np.full((n_layers, grid.height * grid.width), np.nan, dtype=np.float32)
+    count = np.zeros((n_layers, grid.height * grid.width), dtype=np.uint16)
+    distinct_sizes = np.unique(sizes)
+    for step, size in enumerate(distinct_sizes):
+        group_starts = starts[sizes == size]
+        batch = max(1, _BATCH_VALUES // (int(size) * n_layers))
+        for first in range(0, group_starts.size, batch):
+            check_cancel(progress)
+            heads = group_starts[first:first + batch]
+            point_index = members[heads[:, None] + np.arange(size)]       # [G, size]
+            block = values[point_index].astype(np.float32)                # [G, size, K]
+            if valid is not None:
+                block[~valid[point_index]] = np.nan
+            median[:, cell[heads]], count[:, cell[heads]] = _median_of_groups(block)
+        if progress is not None:
+            progress.progress((step + 1) / distinct_sizes.size, "Gridding the points")
+    return median.reshape(n_layers, grid.height, grid.width), count.reshape(n_layers, grid.height, grid.width)
+
+
+def grid_points(points, grid: Grid, progress=None) -> Cube:
+    """The cube of per-cell, per-epoch medians of the points on `grid` (points outside are ignored)."""
+    if not same_crs(points.crs, grid.crs):
+        raise InputError(f"{points.source}: the points are in {points.crs} but the grid is in {grid.crs}; "
+                         "reproject the points first.")
+    median, count = grid_values(points.x, points.y, points.displacement_mm, grid, points.valid, progress)
+    return Cube(grid=grid, dates=points.dates, displacement_mm=median, count=count)
+
+
+def _median_of_groups(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-ignoring median and count over axis 1 of [G, size, K]; returns [K, G] each."""
+    n = (~np.isnan(block)).sum(axis=1)                                    # [G, K]
+    if block.shape[1] == 1:
+        middle = block[:, 0, :]
+    else:
+        block.sort(axis=1)  # NaN sort last, so the n valid values come first
+        low = np.take_along_axis(block, np.maximum(n - 1, 0)[:, None, :] // 2, axis=1)[:, 0, :]
+        high = np.take_along_axis(block, (n // 2)[:, None, :], axis=1)[:, 0, :]
+        middle = np.where(n > 0, (low + high) / 2, np.nan)
+    return middle.T, np.minimum(n, np.iinfo(np.uint16).max).astype(np.uint16).T

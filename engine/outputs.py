@@ -1,0 +1,221 @@
+"""Output writers: GeoTIFF band stacks, the points GeoPackage, JSON, series.npz and the backtest
+figure. Each writes through atomic_path, so a failure leaves the previous file (or none)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import fiona
+import numpy as np
+import pyproj
+import rasterio
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from .fileio import atomic_path
+
+ATTRIBUTION = "Contains modified Copernicus EGMS data"
+PRIMARY_MODEL = "mmstt"
+MODEL_LABELS = {"mmstt": "MM-STT", "timefn": "Time function", "persistence": "Persistence"}
+# Fixed colours so a model looks the same in the RMSE panel, the series panels and QGIS.
+MODEL_COLORS = {"mmstt": "tab:blue", "timefn": "tab:orange", "persistence": "tab:green"}
+
+
+def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: float = -9999.0,
+                     description: str = "GroundCast forecast") -> None:
+    """GeoTIFF with one float32 band per date of `values` [B, H, W]; NaN is written as `nodata`.
+
+    Band descriptions are the ISO dates (QGIS shows them in the band list); the dataset carries
+    GROUNDCAST_DATES (comma-separated) and the EGMS attribution.
+    """
+    band_dates = [str(np.datetime64(d, "D")) for d in band_dates]
+    values = np.asarray(values)
+    expected = (len(band_dates), grid.height, grid.width)
+    if values.shape != expected:
+        raise ValueError(f"{Path(path).name}: values {values.shape} do not match "
+                         f"(dates, height, width) = {expected}")
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=len(band_dates),
+                   dtype="float32", crs=grid.crs, transform=grid.transform, nodata=nodata,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=3,
+                   interleave="band", bigtiff="if_safer")
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        # Band by band, so a million-cell stack is never copied whole.
+        for band, date in enumerate(band_dates, start=1):
+            layer = values[band - 1]
+            dst.write(np.where(np.isfinite(layer), layer, nodata).astype(np.float32), band)
+            dst.set_band_description(band, date)
+            dst.set_band_unit(band, unit)
+            dst.update_tags(band, DATE=date)
+        dst.update_tags(GROUNDCAST_DATES=",".join(band_dates), ATTRIBUTION=ATTRIBUTION,
+                        TIFFTAG_IMAGEDESCRIPTION=description)
+
+
+def _field_type(name, column):
+    kind = column.dtype.kind
+    if kind in "US":
+        return "str"
+    if kind == "f":
+        return "float"
+    if kind in "iub":
+        return "int"
+    if kind == "O" and all(isinstance(v, str) for v in column):
+        return "str"
+    raise ValueError(f"field {name!r}: cannot store dtype {column.dtype} in a GeoPackage")
+
+
+def write_points_gpkg(path, x, y, crs, fields: dict, layer: str = "points") -> None:
+    """Point layer with one attribute per entry of `fields` ([N] arrays); NaN floats become NULL."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"{Path(path).name}: x {x.shape} and y {y.shape} must be the same [N]")
+    columns = {name: np.asarray(column) for name, column in fields.items()}
+    for name, column in columns.items():
+        if column.shape != x.shape:
+            raise ValueError(f"{Path(path).name}: field {name!r} has shape {column.shape}, "
+                             f"the points {x.shape}")
+    types = {name: _field_type(name, column) for name, column in columns.items()}
+    as_python = {
+        "str": lambda c: [str(v) for v in c],
+        "int": lambda c: c.astype(np.int64).tolist(),
+        "float": lambda c: [v if math.isfinite(v) else None for v in c.astype(np.float64).tolist()],
+    }
+    values = {name: as_python[types[name]](column) for name, column in columns.items()}
+    features = (
+        fiona.Feature(geometry=fiona.Geometry(type="Point", coordinates=(xi, yi)),
+                      properties=fiona.Properties(**{name: values[name][i] for name in values}))
+        for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist()))
+    )
+    schema = {"geometry": "Point", "properties": types}
+    with atomic_path(path) as tmp, fiona.open(tmp, "w", driver="GPKG", layer=layer, schema=schema,
+                                              crs_wkt=pyproj.CRS.from_user_input(crs).to_wkt()) as dst:
+        dst.writerecords(features)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(key): _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(value) for value in obj]
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "M":
+            return [str(d) for d in obj.astype("datetime64[D]").ravel()]
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.datetime64):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (dt.date, dt.datetime)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def write_json(path, obj) -> None:
+    """JSON of dicts/lists/numbers/strings with numpy values; NaN and inf become null, dates ISO."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False, ensure_ascii=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def _npz_array(name, value):
+    array = np.asarray(value)
+    if array.dtype.kind == "M":
+        return array.astype("datetime64[D]").astype(np.int64)  # days since 1970-01-01
+    if array.dtype.kind == "O":
+        if not all(isinstance(v, str) for v in array.ravel()):
+            raise ValueError(f"series array {name!r} holds Python objects; npz must load without pickle")
+        return array.astype(str)
+    return array
+
+
+def write_series_npz(path, **arrays) -> None:
+    """Compressed npz that loads with allow_pickle=False; datetime64 arrays become int64 days
+    since 1970-01-01 and string object arrays become unicode arrays."""
+    arrays = {name: _npz_array(name, value) for name, value in arrays.items()}
+    with atomic_path(path) as tmp:
+        # A file object, because numpy appends ".npz" to a path that does not end with it.
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        with np.load(tmp, allow_pickle=False) as check:
+            for name in check.files:
+                check[name]
+
+
+def plot_series(ax, example: dict, legend: bool = True) -> None:
+    """One point's history, held-out truth, MM-STT median and 90% band, and the baselines.
+
+    Keys that are missing or None are skipped, so the QGIS time-series widget can draw a
+    forecast without truth into its own Figure and look the same as the reports.
+    """
+    def has(key):
+        return example.get(key) is not None
+
+    if has("dates_obs") and has("obs_mm"):
+        ax.plot(example["dates_obs"], example["obs_mm"], ".", color="0.5", markersize=3,
+                label="Observed")
+    if has("dates_truth") and has("truth_mm"):
+        ax.plot(example["dates_truth"], example["truth_mm"], ".", color="black", markersize=3,
+                label="Held-out truth")
+    if has("dates_fc"):
+        dates_fc = example["dates_fc"]
+        if has("q05_mm") and has("q95_mm"):
+            ax.fill_between(dates_fc, example["q05_mm"], example["q95_mm"], color=MODEL_COLORS["mmstt"],
+                            alpha=0.2, linewidth=0, label="MM-STT 90% interval")
+        if has("q50_mm"):
+            ax.plot(dates_fc, example["q50_mm"], "-", color=MODEL_COLORS["mmstt"], linewidth=2,
+                    label="MM-STT median")
+        if has("timefn_mm"):
+            ax.plot(dates_fc, example["timefn_mm"], "--", color=MODEL_COLORS["timefn"],
+                    label="Time function")
+        if has("persistence_mm"):
+            ax.plot(dates_fc, example["persistence_mm"], "--", color=MODEL_COLORS["persistence"],
+                    label="Persistence")
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_ylabel("Displacement (mm)")
+    if has("label"):
+        ax.set_title(str(example["label"]), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7, loc="best")
+
+
+def plot_backtest(path, metrics: dict, examples: list) -> None:
+    """PNG (150 dpi): RMSE against horizon per model on the left, example series on the right.
+
+    Reads metrics["models"][name]["rmse_mm"] against metrics["models"][name]["horizon_days"]
+    (or a shared metrics["horizon_days"]); the model named "mmstt" is drawn solid, others dashed.
+    """
+    rows = max(len(examples), 1)
+    fig = Figure(figsize=(13, max(4.5, 2.8 * rows)), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, 2 if examples else 1, width_ratios=[1, 1.6] if examples else None)
+    ax = fig.add_subplot(grid[:, 0])
+    for name, scores in metrics["models"].items():
+        horizon_days = scores.get("horizon_days", metrics.get("horizon_days"))
+        ax.plot(horizon_days, scores["rmse_mm"], "-o" if name == PRIMARY_MODEL else "--o",
+                linewidth=2 if name == PRIMARY_MODEL else 1.5, markersize=4,
+                color=MODEL_COLORS.get(name),
+                label=MODEL_LABELS.get(name, name))
+    ax.set_xlabel("Forecast horizon (days)")
+    ax.set_ylabel("RMSE (mm)")
+    ax.set_title("Error against horizon on held-out epochs", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    for row, example in enumerate(examples):
+        plot_series(fig.add_subplot(grid[row, 1]), example, legend=row == 0)
+    fig.suptitle("GroundCast backtest")
+    fig.text(0.995, 0.003, ATTRIBUTION, ha="right", va="bottom", fontsize=6, color="0.4")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)

@@ -1,0 +1,170 @@
+"""The print-layout report (ui/report.py) in real QGIS, on outputs written in the documented format."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from qgis.core import QgsLayoutItemLabel, QgsLayoutItemMap, QgsLayoutItemPicture, QgsProject
+
+from groundcast.ui import layers, report
+
+OBS = [dt.date(2020, 1, 5) + dt.timedelta(days=6 * i) for i in range(60)]
+FC = [OBS[-1] + dt.timedelta(days=6 * (i + 1)) for i in range(10)]
+X0, Y0, CELL, H, W = 4_500_000.0, 1_800_000.0, 100.0, 24, 30
+
+
+def _stack(path, values):
+    profile = dict(driver="GTiff", width=W, height=H, count=len(FC), dtype="float32", crs="EPSG:3035",
+                   transform=from_origin(X0, Y0, CELL, CELL), nodata=-9999.0)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.where(np.isfinite(values), values, -9999.0).astype("float32"))
+        for i, day in enumerate(FC, start=1):
+            dst.set_band_description(i, day.isoformat())
+
+
+def write_synthetic_outputs(out):
+    """forecast/backtest files as the engine documents them: a subsidence bowl growing with time."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    bowl = -40.0 * np.exp(-(((xx - 18) / 6.0) ** 2 + ((yy - 10) / 5.0) ** 2)) + 3.0 * (xx / W)
+    grow = np.linspace(0.9, 1.2, len(FC))[:, None, None]
+    median = bowl[None] * grow
+    median[:, 20:, :4] = np.nan  # cells without points
+    width = 4.0 + 0.2 * np.abs(median) * np.linspace(1, 2, len(FC))[:, None, None]
+    _stack(out / "forecast.tif", median)
+    _stack(out / "forecast_q05.tif", median - width / 2)
+    _stack(out / "forecast_q95.tif", median + width / 2)
+    _stack(out / "interval90.tif", width)
+    _stack(out / "exceedance.tif", np.clip(-median / 30.0, 0, 1))
+
+    import fiona
+
+    n = 40
+    rng = np.random.default_rng(1)
+    px = X0 + rng.uniform(0, W * CELL, n)
+    py = Y0 - rng.uniform(0, H * CELL, n)
+    col = ((px - X0) / CELL).astype(int)
+    row = ((Y0 - py) / CELL).astype(int)
+    fc_last = bowl[row, col] * 1.2
+    schema = {"geometry": "Point", "properties": {"pid": "str", "velocity_mm_yr": "float", "forecast_mm": "float",
+                                                  "p_exceed": "float", "horizon_date": "str"}}
+    with fiona.open(out / "points.gpkg", "w", driver="GPKG", layer="points", crs="EPSG:3035",
+                    schema=schema) as dst:
+        for i in range(n):
+            dst.write({"geometry": {"type": "Point", "coordinates": (px[i], py[i])},
+                       "properties": {"pid": f"P{i:03d}", "velocity_mm_yr": float(fc_last[i] / 5),
+                                      "forecast_mm": float(fc_last[i]), "p_exceed": float(min(1, -fc_last[i] / 30)),
+                                      "horizon_date": FC[-1].isoformat()}})
+    t_obs = np.arange(len(OBS)) / 60.0
+    obs = fc_last[:, None] * t_obs[None, :] * 0.8 + rng.normal(0, 1.0, (n, len(OBS)))
+    t_fc = np.linspace(1.0, 1.2, len(FC))
+    q50 = fc_last[:, None] * t_fc[None, :] / 1.2
+    np.savez_compressed(
+        out / "series.npz", pid=np.array([f"P{i:03d}" for i in range(n)]), x=px, y=py,
+        dates_obs=np.array(OBS, dtype="datetime64[D]").astype(np.int64), obs_mm=obs.astype("float32"),
+        dates_fc=np.array(FC, dtype="datetime64[D]").astype(np.int64), q05_mm=q50 - 4, q50_mm=q50,
+        q95_mm=q50 + 4, timefn_mm=q50 * 0.9, persistence_mm=np.repeat(obs[:, -1:], len(FC), axis=1))
+    summary = {"inputs": {"threshold_mm": -10.0, "aoi": None}, "threshold_mm": -10.0,
+               "grid": {"crs": "EPSG:3035", "width": W, "height": H, "cell_size_m": CELL},
+               "model": {"epochs": 40}, "variogram_range_m": 612.5, "device": "cpu",
+               "timings": {"train_s": 12.3}, "dates": {"first_obs": OBS[0].isoformat(),
+                                                       "last_obs": OBS[-1].isoformat()},
+               "attribution": "Contains modified Copernicus EGMS data"}
+    (out / "summary.json").write_text(json.dumps(summary))
+    horizons = [30, 90, 180, 365]
+    metrics = {"holdout_days": 365, "horizon_days": horizons,
+               "models": {"mmstt": {"rmse_mm": [1.1, 1.9, 2.8, 4.0], "coverage90": 0.88, "crps_mm": 1.2},
+                          "persistence": {"rmse_mm": [1.5, 3.2, 5.5, 9.1]},
+                          "timefn": {"rmse_mm": [1.3, 2.4, 3.6, 5.2], "crps_mm": 1.9}}}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return summary, metrics
+
+
+@pytest.fixture()
+def synthetic_run(tmp_path):
+    out = tmp_path / "forecast"
+    out.mkdir()
+    summary, metrics = write_synthetic_outputs(out)
+    return out, summary, metrics
+
+
+def _labels(layout):
+    return [item.text() for item in layout.items() if isinstance(item, QgsLayoutItemLabel)]
+
+
+def _render_first_page(pdf, out_png_stem):
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(pdf),
+                    str(out_png_stem)], check=True, timeout=60)
+    from PIL import Image
+
+    return np.asarray(Image.open(str(out_png_stem) + ".png").convert("RGB"), dtype=np.float64)
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils not installed")
+def test_report_builds_exports_and_stays_in_project(synthetic_run, tmp_path, qgis_app):
+    out, summary, metrics = synthetic_run
+    project = QgsProject()
+    result = layers.add_result_layers(str(out), "GroundCast test", project=project)
+    example = report.load_series_example(str(out / "series.npz"))
+    assert example is not None and example["pid"]
+    layout = report.build_report(project, result, str(out), None, example, metrics, summary)
+
+    # editable afterwards: it lives in the project's layout manager
+    assert project.layoutManager().layoutByName(layout.name()) is layout
+    assert layout.name().startswith("GroundCast report")
+    page = layout.pageCollection().page(0).pageSize()
+    assert (round(page.width()), round(page.height())) == (297, 210)
+    texts = _labels(layout)
+    assert any("Contains modified Copernicus EGMS data" in t for t in texts)
+    assert any(FC[-1].isoformat() in t for t in texts)  # the mapped date is stated
+    pictures = [i for i in layout.items() if isinstance(i, QgsLayoutItemPicture)]
+    assert any(p.picturePath().endswith("NorthArrow_02.svg") for p in pictures)
+    assert (out / "report_series.png").is_file()
+    # the map shows the chosen date's band whatever the canvas's time is
+    map_item = next(i for i in layout.items() if isinstance(i, QgsLayoutItemMap))
+    shown = map_item.layers()
+    fixed = [lyr for lyr in shown if lyr.name().startswith("Forecast on")]
+    assert fixed and fixed[0].renderer().band() == len(FC)
+    assert map_item.isTemporal()
+
+    pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
+    report.export_report(layout, str(pdf), str(png))
+    assert pdf.stat().st_size > 10_000 and png.stat().st_size > 10_000
+    assert not list(tmp_path.glob(".*partial*"))
+    pixels = _render_first_page(pdf, tmp_path / "page")
+    assert pixels.std() > 20, "the page looks blank"
+    assert (pixels < 250).any(axis=2).mean() > 0.05, "the page is nearly all white"
+    # some red of the subsidence bowl made it onto the page
+    red = (pixels[..., 0] > 150) & (pixels[..., 0] - pixels[..., 2] > 60)
+    assert red.mean() > 0.002
+
+    # a second build with the same name replaces the first instead of piling up copies
+    again = report.build_report(project, result, str(out), layout.name(), example, metrics, summary)
+    assert len([lay for lay in project.layoutManager().layouts() if lay.name() == layout.name()]) == 1
+    assert again.name() == layout.name()
+
+
+def test_report_without_backtest_or_series(synthetic_run, qgis_app):
+    out, summary, _ = synthetic_run
+    project = QgsProject()
+    result = layers.add_result_layers(str(out), "GroundCast test", project=project)
+    layout = report.build_report(project, result, str(out), "My report", None, None, None,
+                                 when=FC[2].isoformat())
+    assert layout.name() == "My report"
+    assert any("no backtest" in " ".join(r) for r in report.skill_table(None)[1])
+    fixed = [lyr for lyr in project.mapLayers().values() if lyr.name() == f"Forecast on {FC[2].isoformat()} (report map)"]
+    assert fixed and fixed[0].renderer().band() == 3
+
+
+def test_skill_table_reads_metrics_layout():
+    _, rows = report.skill_table({"horizon_days": [30, 365],
+                                  "models": {"mmstt": {"rmse_mm": [1.0, 4.0], "coverage90": 0.9},
+                                             "persistence": {"rmse_mm": [2.0, 8.0]}}})
+    assert rows[0] == ["RMSE 30 d (mm)", "1.00", "2.00"]
+    assert rows[-1] == ["90% coverage", "0.90", "–"]

@@ -1,0 +1,455 @@
+"""Processing algorithms: thin wrappers that turn parameters into engine calls.
+
+Inputs are resolved to plain files in prepareAlgorithm (main thread, where project
+layers may be read safely); the engine then runs in processAlgorithm, which Processing
+may put on a worker thread. The engine is imported lazily so that loading the provider
+at QGIS start-up does not import torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from .layer_io import LayerExportError, layer_to_path
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("GroundCast", text)
+
+
+class FeedbackProgress:
+    """The engine's Progress protocol on top of a QgsProcessingFeedback."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+        self._last_message = None
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.feedback.setProgress(100.0 * min(max(fraction, 0.0), 1.0))
+        if message and message != self._last_message:  # the engine repeats messages per epoch
+            self._last_message = message
+            self.feedback.pushInfo(message)
+
+    def should_cancel(self) -> bool:
+        return self.feedback.isCanceled()
+
+
+class _LayerStyler(QgsProcessingLayerPostProcessorInterface):
+    """Styles a result layer once Processing has loaded it into the project (main thread)."""
+
+    # sip may collect a post-processor that C++ still owns: hold the latest one per kind
+    _alive: dict = {}
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    @classmethod
+    def create(cls, kind: str) -> _LayerStyler:
+        cls._alive[kind] = cls(kind)
+        return cls._alive[kind]
+
+    def postProcessLayer(self, layer, context, feedback):
+        from . import layers
+
+        style = {"forecast": layers.style_forecast, "interval90": layers.style_interval,
+                 "exceedance": layers.style_exceedance, "points": layers.style_points}[self.kind]
+        style(layer)
+        if self.kind != "points":
+            layers.set_temporal(layer, layers.band_dates(layer))
+
+
+class GroundCastAlgorithm(QgsProcessingAlgorithm):
+    """Shared parameter handling; subclasses define NAME, params and `run_engine`."""
+
+    NAME = ""
+    DISPLAY = ""
+    GROUP = ""
+    GROUP_ID = ""
+    HELP = ""
+
+    def __init__(self):
+        super().__init__()
+        self._tmp_dir = None
+        self._inputs = {}
+
+    def createInstance(self):
+        return type(self)()
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):
+        return tr(self.DISPLAY)
+
+    def group(self):
+        return tr(self.GROUP)
+
+    def groupId(self):
+        return self.GROUP_ID
+
+    def shortHelpString(self):
+        return tr(self.HELP)
+
+    def tags(self):
+        return ["egms", "insar", "ground motion", "subsidence", "forecast", "groundcast"]
+
+    # --- parameter helpers -------------------------------------------------------------
+    def _advanced(self, param):
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(param)
+
+    def _add_prior_params(self):
+        self.addParameter(QgsProcessingParameterRasterLayer("DEM", tr("DEM (elevation prior)"), optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "GEOLOGY", tr("Geology polygons"), [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "GEOLOGY_FIELD", tr("Geology unit field"), parentLayerParameterName="GEOLOGY", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "SOIL", tr("Soil polygons"), [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "SOIL_FIELD", tr("Soil class field"), parentLayerParameterName="SOIL", optional=True))
+
+    def _add_cell_size(self):
+        self.addParameter(QgsProcessingParameterNumber(
+            "CELL_SIZE", tr("Cell size (m)"), QgsProcessingParameterNumber.Double, 100.0, minValue=1.0))
+
+    def _add_output_folder(self):
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", tr("Output folder")))
+
+    def _input_file(self, parameters, name, context):
+        """A plain file the engine can read for parameter `name`, or None when it is unset."""
+        value = parameters.get(name)
+        if value is None or value == "":
+            return None
+        # a file path goes as is: OGR sees no geometry in an EGMS CSV/ZIP, the engine does
+        if isinstance(value, str) and os.path.isfile(value):
+            return value
+        selected = isinstance(value, QgsProcessingFeatureSourceDefinition) and value.selectedFeaturesOnly
+        param = self.parameterDefinition(name)
+        if isinstance(param, QgsProcessingParameterRasterLayer):
+            layer = self.parameterAsRasterLayer(parameters, name, context)
+        else:
+            layer = self.parameterAsVectorLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(tr(f"{name}: cannot open {value!r} as a layer"))
+        try:
+            return layer_to_path(layer, self._tmp(), selected_only=selected)
+        except LayerExportError as e:
+            raise QgsProcessingException(f"{name}: {e}") from e
+
+    def _field(self, parameters, name, context):
+        value = self.parameterAsString(parameters, name, context)
+        return value or None
+
+    def _optional_int(self, parameters, name, context):
+        value = parameters.get(name)
+        if value is None or value == "":
+            return None
+        return self.parameterAsInt(parameters, name, context)
+
+    def _tmp(self) -> str:
+        if self._tmp_dir is None:
+            self._tmp_dir = tempfile.mkdtemp(prefix="groundcast_", dir=QgsProcessingUtils.tempFolder())
+        return self._tmp_dir
+
+    def _output_folder(self, parameters, context) -> str:
+        out = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        if not out:
+            raise QgsProcessingException(tr("OUTPUT_FOLDER is not set"))
+        return out
+
+    def _prior_inputs(self, parameters, context) -> dict:
+        return {
+            "dem": self._input_file(parameters, "DEM", context),
+            "geology": self._input_file(parameters, "GEOLOGY", context),
+            "geology_field": self._field(parameters, "GEOLOGY_FIELD", context),
+            "soil": self._input_file(parameters, "SOIL", context),
+            "soil_field": self._field(parameters, "SOIL_FIELD", context),
+        }
+
+    # --- running -----------------------------------------------------------------------
+    def prepareAlgorithm(self, parameters, context, feedback):
+        self._inputs = self.resolve_inputs(parameters, context, feedback)
+        return True
+
+    def resolve_inputs(self, parameters, context, feedback) -> dict:
+        return {}
+
+    def processAlgorithm(self, parameters, context, feedback):
+        from ..engine.errors import Cancelled, InputError
+
+        try:
+            return self.run_engine(self._inputs, parameters, context, FeedbackProgress(feedback), feedback)
+        except Cancelled as e:
+            raise QgsProcessingException(tr(f"Cancelled ({e}); nothing was written.")) from e
+        except InputError as e:
+            raise QgsProcessingException(str(e)) from e
+        finally:
+            if self._tmp_dir:
+                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+                self._tmp_dir = None
+
+    def run_engine(self, inputs, parameters, context, progress, feedback) -> dict:
+        raise NotImplementedError
+
+
+class _ModelAlgorithm(GroundCastAlgorithm):
+    """Parameters shared by forecast and backtest."""
+
+    GROUP = "Forecasting"
+    GROUP_ID = "forecasting"
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "INPUT", tr("EGMS points (CSV/ZIP file or point layer)"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVector]))
+        self._add_prior_params()
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "AOI", tr("Area of interest"), [QgsProcessing.TypeVectorPolygon], optional=True))
+        self._add_cell_size()
+        self.addParameter(QgsProcessingParameterNumber(
+            "HORIZON_DAYS", tr("Forecast horizon (days)"), QgsProcessingParameterNumber.Integer, 365,
+            minValue=6, maxValue=3650))
+        self.addParameter(QgsProcessingParameterNumber(
+            "THRESHOLD_MM", tr("Exceedance threshold (mm, negative = subsidence)"),
+            QgsProcessingParameterNumber.Double, -10.0))
+        self.add_specific_params()
+        self._advanced(QgsProcessingParameterNumber(
+            "SEED", tr("Random seed"), QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self._advanced(QgsProcessingParameterNumber(
+            "EPOCHS", tr("Training epochs (empty: default budget)"), QgsProcessingParameterNumber.Integer,
+            None, optional=True, minValue=1))
+        self._advanced(QgsProcessingParameterEnum("DEVICE", tr("Device"), DEVICES, defaultValue=0))
+        self._add_output_folder()
+        self.add_outputs()
+
+    def add_specific_params(self):
+        pass
+
+    def add_outputs(self):
+        pass
+
+    def resolve_inputs(self, parameters, context, feedback):
+        points = self._input_file(parameters, "INPUT", context)
+        if points is None:
+            raise QgsProcessingException(tr("INPUT: no points given"))
+        return {"points": points, "aoi": self._input_file(parameters, "AOI", context),
+                **self._prior_inputs(parameters, context)}
+
+    def run_config(self, inputs, parameters, context):
+        from ..engine.pipeline import RunConfig
+
+        return RunConfig(
+            points=inputs["points"],
+            out_dir=self._output_folder(parameters, context),
+            dem=inputs["dem"], geology=inputs["geology"], geology_field=inputs["geology_field"],
+            soil=inputs["soil"], soil_field=inputs["soil_field"], aoi=inputs["aoi"],
+            cell_size_m=self.parameterAsDouble(parameters, "CELL_SIZE", context),
+            horizon_days=self.parameterAsInt(parameters, "HORIZON_DAYS", context),
+            threshold_mm=self.parameterAsDouble(parameters, "THRESHOLD_MM", context),
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            epochs=self._optional_int(parameters, "EPOCHS", context),
+            holdout_days=self._optional_int(parameters, "HOLDOUT_DAYS", context) or 365,
+        )
+
+
+class ForecastAlgorithm(_ModelAlgorithm):
+    NAME = "forecast"
+    DISPLAY = "Forecast ground motion"
+    HELP = ("Trains the GroundCast model on EGMS point time series (optionally with DEM, geology and soil "
+            "priors) and writes probabilistic forecasts to OUTPUT_FOLDER: forecast.tif (median), "
+            "forecast_q05.tif / forecast_q95.tif, interval90.tif, exceedance.tif (probability of passing "
+            "the threshold), points.gpkg, series.npz and summary.json. Raster bands are forecast dates.")
+    RASTERS = {"FORECAST": ("forecast.tif", "Forecast (median, mm)", "forecast"),
+               "FORECAST_Q05": ("forecast_q05.tif", "Forecast 5% quantile (mm)", None),
+               "FORECAST_Q95": ("forecast_q95.tif", "Forecast 95% quantile (mm)", None),
+               "INTERVAL90": ("interval90.tif", "90% interval width (mm)", "interval90"),
+               "EXCEEDANCE": ("exceedance.tif", "Exceedance probability", "exceedance")}
+
+    def add_outputs(self):
+        for key, (_, label, _) in self.RASTERS.items():
+            self.addOutput(QgsProcessingOutputRasterLayer(key, tr(label)))
+        self.addOutput(QgsProcessingOutputVectorLayer("POINTS", tr("Forecast points"),
+                                                      QgsProcessing.TypeVectorPoint))
+        self.addOutput(QgsProcessingOutputFile("SUMMARY", tr("Run summary (JSON)")))
+
+    def run_engine(self, inputs, parameters, context, progress, feedback):
+        from ..engine.pipeline import run_forecast
+
+        config = self.run_config(inputs, parameters, context)
+        run_forecast(config, progress)
+        out = config.out_dir
+        results = {"OUTPUT_FOLDER": out, "SUMMARY": os.path.join(out, "summary.json"),
+                   "POINTS": os.path.join(out, "points.gpkg") + "|layername=points"}
+        for key, (fname, label, kind) in self.RASTERS.items():
+            results[key] = os.path.join(out, fname)
+            if kind:
+                self._load_on_completion(context, results[key], label, key, kind)
+        self._load_on_completion(context, results["POINTS"], "Forecast points", "POINTS", "points")
+        feedback.pushInfo(tr(f"Forecast written to {out}"))
+        return results
+
+    @staticmethod
+    def _load_on_completion(context, path, label, output_name, kind):
+        # only the toolbox loads these; processing.run and qgis_process ignore them
+        details = QgsProcessingContext.LayerDetails(tr(label), context.project(), output_name)
+        details.setPostProcessor(_LayerStyler.create(kind))
+        context.addLayerToLoadOnCompletion(path, details)
+
+
+class BacktestAlgorithm(_ModelAlgorithm):
+    NAME = "backtest"
+    DISPLAY = "Backtest forecast skill"
+    HELP = ("Holds out the last HOLDOUT_DAYS of every time series, forecasts them from the rest and scores "
+            "the model against persistence and a time-function fit (RMSE per horizon, 90% interval "
+            "coverage, CRPS). Writes metrics.json and backtest.png to OUTPUT_FOLDER.")
+
+    def add_specific_params(self):
+        self.addParameter(QgsProcessingParameterNumber(
+            "HOLDOUT_DAYS", tr("Held-out period (days)"), QgsProcessingParameterNumber.Integer, 365,
+            minValue=6, maxValue=3650))
+
+    def add_outputs(self):
+        self.addOutput(QgsProcessingOutputFile("METRICS", tr("Backtest metrics (JSON)")))
+        self.addOutput(QgsProcessingOutputFile("PLOT", tr("Backtest chart (PNG)")))
+
+    def run_engine(self, inputs, parameters, context, progress, feedback):
+        from ..engine.pipeline import run_backtest
+
+        config = self.run_config(inputs, parameters, context)
+        metrics = run_backtest(config, progress)
+        feedback.pushInfo(json.dumps(metrics, indent=1, default=str)[:4000])
+        out = config.out_dir
+        return {"OUTPUT_FOLDER": out, "METRICS": os.path.join(out, "metrics.json"),
+                "PLOT": os.path.join(out, "backtest.png")}
+
+
+class DemoDataAlgorithm(GroundCastAlgorithm):
+    NAME = "demodata"
+    DISPLAY = "Create demo data"
+    GROUP = "Data"
+    GROUP_ID = "data"
+    HELP = ("Writes a synthetic region to OUTPUT_FOLDER: EGMS-style points (EGMS_L2b_demo_2020_2024.csv), "
+            "dem.tif, geology.gpkg (field 'unit'), soil.gpkg (field 'soil'), aoi.geojson and the true "
+            "displacement (truth.npz). Use it to try the forecast and backtest algorithms.")
+    OUTPUTS = {"POINTS": "EGMS_L2b_demo_2020_2024.csv", "DEM": "dem.tif", "GEOLOGY": "geology.gpkg",
+               "SOIL": "soil.gpkg", "AOI": "aoi.geojson", "TRUTH": "truth.npz"}
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterNumber(
+            "SEED", tr("Random seed"), QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "SIZE_KM", tr("Region size (km)"), QgsProcessingParameterNumber.Double, 8.0, minValue=1.0,
+            maxValue=100.0))
+        self._add_output_folder()
+        # vector outputs, not files, so the Model Designer can feed POINTS into the forecast
+        self.addOutput(QgsProcessingOutputVectorLayer("POINTS", tr("Demo EGMS points (CSV)"),
+                                                      QgsProcessing.TypeVectorPoint))
+        self.addOutput(QgsProcessingOutputRasterLayer("DEM", tr("Demo DEM")))
+        self.addOutput(QgsProcessingOutputVectorLayer("GEOLOGY", tr("Demo geology"),
+                                                      QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputVectorLayer("SOIL", tr("Demo soil"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputVectorLayer("AOI", tr("Demo area of interest"),
+                                                      QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputFile("TRUTH", tr("True displacement (NPZ)")))
+
+    def run_engine(self, inputs, parameters, context, progress, feedback):
+        from ..engine.demo import make_demo
+
+        out = self._output_folder(parameters, context)
+        progress.progress(0.0, tr("Creating demo data"))
+        make_demo(out, seed=self.parameterAsInt(parameters, "SEED", context),
+                  size_km=self.parameterAsDouble(parameters, "SIZE_KM", context))
+        progress.progress(1.0, tr(f"Demo data written to {out}"))
+        return {"OUTPUT_FOLDER": out, **{k: os.path.join(out, f) for k, f in self.OUTPUTS.items()}}
+
+
+class RasterizePriorsAlgorithm(GroundCastAlgorithm):
+    NAME = "rasterizepriors"
+    DISPLAY = "Rasterize prior maps"
+    GROUP = "Data"
+    GROUP_ID = "data"
+    HELP = ("Puts the DEM, geology and soil maps on the forecast grid (the extent of INPUT: EGMS points or "
+            "an area-of-interest polygon, cells of CELL_SIZE metres) and writes them as GeoTIFFs to "
+            "OUTPUT_FOLDER, so the model's priors can be inspected before a run.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "INPUT", tr("EGMS points or area of interest (defines the grid)"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVector]))
+        self._add_prior_params()
+        self._add_cell_size()
+        self._add_output_folder()
+
+    def resolve_inputs(self, parameters, context, feedback):
+        path = self._input_file(parameters, "INPUT", context)
+        if path is None:
+            raise QgsProcessingException(tr("INPUT: no points or area given"))
+        # polygons define the grid as an AOI; anything else is read as EGMS points
+        layer = QgsProcessingUtils.mapLayerFromString(path, context)
+        is_area = isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PolygonGeometry
+        return {"grid_source": path, "is_area": is_area, **self._prior_inputs(parameters, context)}
+
+    def run_engine(self, inputs, parameters, context, progress, feedback):
+        from ..engine.aoi import read_aoi
+        from ..engine.grid import make_grid
+        from ..engine.points import read_points
+        from ..engine.priors import build_priors, save_priors
+
+        out = self._output_folder(parameters, context)
+        cell = self.parameterAsDouble(parameters, "CELL_SIZE", context)
+        progress.progress(0.05, tr("Reading the grid extent"))
+        points = None
+        if inputs["is_area"]:
+            crs = "EPSG:3035"  # the EGMS grid
+            bounds = read_aoi(inputs["grid_source"], crs).bounds
+        else:
+            points = read_points(inputs["grid_source"])
+            crs = points.crs
+            bounds = (float(points.x.min()), float(points.y.min()), float(points.x.max()), float(points.y.max()))
+        grid = make_grid(bounds, cell, crs)
+        progress.progress(0.2, tr(f"Rasterizing priors on a {grid.width} x {grid.height} grid"))
+        priors = build_priors(grid, dem=inputs["dem"], geology=inputs["geology"],
+                              geology_field=inputs["geology_field"], soil=inputs["soil"],
+                              soil_field=inputs["soil_field"], points=points)
+        if progress.should_cancel():
+            raise QgsProcessingException(tr("Cancelled; nothing was written."))
+        written = save_priors(priors, out)
+        progress.progress(1.0, tr(f"Priors written to {out}"))
+        results = {"OUTPUT_FOLDER": out}
+        if isinstance(written, dict):
+            for name, path in written.items():
+                feedback.pushInfo(f"{name}: {path}")
+        return results
+
+
+ALGORITHMS = (ForecastAlgorithm, BacktestAlgorithm, DemoDataAlgorithm, RasterizePriorsAlgorithm)

@@ -1,0 +1,221 @@
+"""Time-series plot of one point or grid cell in the dock (matplotlib inside Qt)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from qgis.core import Qgis, QgsMessageLog
+from qgis.PyQt.QtCore import QT_VERSION_STR, pyqtSignal
+from qgis.PyQt.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+LOG_TAG = "GroundCast"
+
+
+# -- data: series.npz and the quantile rasters ------------------------------------------------
+class SeriesStore:
+    """series.npz of one forecast folder, loaded once; hands out examples for plot_series."""
+
+    def __init__(self, out_dir: str):
+        import numpy as np
+
+        self.out_dir = Path(out_dir)
+        with np.load(self.out_dir / "series.npz", allow_pickle=False) as npz:
+            self.data = {k: npz[k] for k in npz.files}
+        self.pid = self.data["pid"].astype(str)
+        self.x = self.data["x"].astype("float64")
+        self.y = self.data["y"].astype("float64")
+
+    def __len__(self) -> int:
+        return len(self.pid)
+
+    def index_of(self, pid: str):
+        import numpy as np
+
+        hits = np.flatnonzero(self.pid == str(pid))
+        return int(hits[0]) if hits.size else None
+
+    def nearest(self, x: float, y: float, max_distance: float):
+        """Index of the closest point within max_distance (same CRS as the grid), or None."""
+        import numpy as np
+
+        if len(self) == 0:
+            return None
+        d2 = (self.x - x) ** 2 + (self.y - y) ** 2
+        i = int(np.argmin(d2))
+        return i if d2[i] <= max_distance ** 2 else None
+
+    def _dates(self, key):
+        return self.data[key].astype("datetime64[D]")
+
+    def example(self, i: int) -> dict:
+        example = {"label": f"Point {self.pid[i]}", "pid": self.pid[i], "dates_obs": self._dates("dates_obs"),
+                   "dates_fc": self._dates("dates_fc")}
+        for key in ("obs_mm", "q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
+            if key in self.data:
+                example[key] = self.data[key][i]
+        return example
+
+    def cell_example(self, x: float, y: float):
+        """The forecast of the grid cell under (x, y) with the median history of its points, or None."""
+        import numpy as np
+
+        cell = _read_cell(self.out_dir, x, y)
+        if cell is None:
+            return None
+        (x0, x1, y0, y1), values = cell
+        inside = (self.x >= x0) & (self.x < x1) & (self.y > y0) & (self.y <= y1)
+        example = {"label": f"Cell at {x:.0f}, {y:.0f} ({int(inside.sum())} points)",
+                   "dates_obs": self._dates("dates_obs"), "dates_fc": self._dates("dates_fc")}
+        example.update(values)
+        if inside.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
+                for key in ("obs_mm", "timefn_mm", "persistence_mm"):
+                    if key in self.data:
+                        example[key] = np.nanmedian(self.data[key][inside], axis=0)
+        return example
+
+
+def _read_cell(out_dir: Path, x: float, y: float):
+    """((x0, x1, y0, y1) of the cell, {q05_mm, q50_mm, q95_mm}) at (x, y), or None outside/nodata."""
+    import numpy as np
+    from osgeo import gdal
+
+    files = {"q50_mm": "forecast.tif", "q05_mm": "forecast_q05.tif", "q95_mm": "forecast_q95.tif"}
+    values, bounds = {}, None
+    for key, name in files.items():
+        ds = gdal.Open(str(out_dir / name))
+        if ds is None:
+            continue
+        gt = ds.GetGeoTransform()
+        col, row = int((x - gt[0]) // gt[1]), int((y - gt[3]) // gt[5])
+        if not (0 <= col < ds.RasterXSize and 0 <= row < ds.RasterYSize):
+            return None
+        data = ds.ReadAsArray(col, row, 1, 1).reshape(-1).astype("float64")
+        nodata = ds.GetRasterBand(1).GetNoDataValue()
+        if nodata is not None:
+            data[data == nodata] = np.nan
+        values[key] = data
+        bounds = (gt[0] + col * gt[1], gt[0] + (col + 1) * gt[1], gt[3] + (row + 1) * gt[5], gt[3] + row * gt[5])
+        ds = None
+    if "q50_mm" not in values or not np.isfinite(values["q50_mm"]).any():
+        return None
+    return bounds, values
+
+
+def _draw_fallback(ax, example: dict) -> None:
+    """Used only if engine.outputs cannot be imported; mirrors its plot_series."""
+    if example.get("obs_mm") is not None:
+        ax.plot(example["dates_obs"], example["obs_mm"], ".", color="0.5", markersize=3, label="Observed")
+    dates = example.get("dates_fc")
+    if example.get("q05_mm") is not None and example.get("q95_mm") is not None:
+        ax.fill_between(dates, example["q05_mm"], example["q95_mm"], color="tab:blue", alpha=0.2,
+                        linewidth=0, label="MM-STT 90% interval")
+    if example.get("q50_mm") is not None:
+        ax.plot(dates, example["q50_mm"], "-", color="tab:blue", linewidth=2, label="MM-STT median")
+    for key, color, label in (("timefn_mm", "tab:orange", "Time function"),
+                              ("persistence_mm", "tab:green", "Persistence")):
+        if example.get(key) is not None:
+            ax.plot(dates, example[key], "--", color=color, label=label)
+    ax.set_ylabel("Displacement (mm)")
+    ax.set_title(str(example.get("label", "")), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _canvas_class():
+    # matplotlib's Qt canvas must match the Qt that QGIS runs on (Qt6 builds of QGIS 3.40+)
+    if int(QT_VERSION_STR.split(".")[0]) >= 6:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    else:
+        from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
+    return FigureCanvasQTAgg
+
+
+# -- widget ------------------------------------------------------------------------------------
+class TimeSeriesWidget(QWidget):
+    """Observed history, forecast median, 90% band and dashed baselines for one point or cell."""
+
+    exported = pyqtSignal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.example = None
+        self.figure = self.canvas = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.hint = QLabel("Click a point or a forecast cell on the map (\u201cPick on map\u201d) "
+                           "or select a point to see its time series.")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        try:
+            from matplotlib.figure import Figure
+
+            self.figure = Figure(figsize=(4.5, 3.0), dpi=90, layout="constrained")
+            self.canvas = _canvas_class()(self.figure)
+            self.canvas.setMinimumHeight(260)
+            self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+            layout.addWidget(self.canvas)
+        except ImportError as exc:
+            self.hint.setText(f"The time-series plot needs matplotlib ({exc}).")
+        buttons = QHBoxLayout()
+        self.png_button = QPushButton("Export PNG\u2026")
+        self.svg_button = QPushButton("Export SVG\u2026")
+        for button, fmt in ((self.png_button, "png"), (self.svg_button, "svg")):
+            button.setEnabled(False)
+            button.clicked.connect(lambda _=False, f=fmt: self.export_dialog(f))
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        if self.canvas is not None:
+            self.canvas.setVisible(False)
+
+    def show_example(self, example: dict) -> None:
+        if self.figure is None:
+            return
+        self.example = example
+        self.figure.clear()
+        ax = self.figure.add_subplot(1, 1, 1)
+        try:
+            from ..engine.outputs import plot_series
+        except ImportError:
+            plot_series = None
+        if plot_series is not None:
+            plot_series(ax, example)
+        else:
+            _draw_fallback(ax, example)
+        ax.tick_params(labelsize=8)
+        self.canvas.setVisible(True)
+        self.hint.setVisible(False)
+        self.canvas.draw_idle()
+        self.png_button.setEnabled(True)
+        self.svg_button.setEnabled(True)
+
+    def clear(self) -> None:
+        self.example = None
+        if self.figure is not None:
+            self.figure.clear()
+            self.canvas.draw_idle()
+            self.canvas.setVisible(False)
+        self.hint.setVisible(True)
+        self.png_button.setEnabled(False)
+        self.svg_button.setEnabled(False)
+
+    def export(self, path: str) -> str:
+        """Save the current plot; the format follows the file suffix (png or svg)."""
+        self.figure.savefig(path, dpi=200)
+        QgsMessageLog.logMessage(f"Time series saved to {path}", LOG_TAG, Qgis.Info)
+        self.exported.emit(path)
+        return path
+
+    def export_dialog(self, fmt: str) -> None:
+        if self.example is None:
+            return
+        name = str(self.example.get("pid") or "series")
+        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)"}
+        path, _ = QFileDialog.getSaveFileName(self, "Export time series", f"groundcast_{name}.{fmt}",
+                                              filters[fmt])
+        if path:
+            if not path.lower().endswith("." + fmt):
+                path += "." + fmt
+            self.export(path)
