@@ -145,8 +145,7 @@ class CovarianceBias(nn.Module):
         # ALiBi-like spread of strengths: some heads local, some nearly global
         beta = torch.logspace(math.log10(2.0), math.log10(0.25), n_heads)
         self.beta_raw = nn.Parameter(beta.expm1().log())  # softplus^-1
-        self.log_sill = nn.Parameter(torch.tensor(0.0))
-        self.log_nugget = nn.Parameter(torch.tensor(math.log(0.1)))
+        self.nugget_logit = nn.Parameter(torch.tensor(-2.0))  # nugget share of the variance, 0.12
         self.local = None
         if d_model is not None:
             self.local = nn.Sequential(nn.Linear(d_model, 16), nn.GELU(), nn.Linear(16, 1))
@@ -155,7 +154,7 @@ class CovarianceBias(nn.Module):
 
     @property
     def range_m(self) -> float:
-        return float(self.log_range.exp())
+        return self.log_range.detach().exp().item()
 
     def log_kernel(self, r: torch.Tensor) -> torch.Tensor:
         if self.kernel == "exponential":
@@ -174,24 +173,30 @@ class CovarianceBias(nn.Module):
 
     def gaussian_nll(self, values: torch.Tensor, coords_m: torch.Tensor,
                      mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean per-value Gaussian-process NLL of zero-mean fields values [B, N] at coords_m [N, 2].
+        """Mean per-value Gaussian-process NLL of fields values [B, N] at coords_m [N, 2] metres.
 
-        Covariance sill * k(d / a) + nugget * I. mask [B, N] marks observed values; the others
-        are dropped from the likelihood (their rows become identity). N up to a few hundred.
+        Values are standardised and zero-mean: covariance (1 - nugget) * k(d / a) + nugget * I has
+        unit variance, so the range is not traded against a sill. mask [B, N] marks observed
+        values; the others leave the likelihood (their rows become identity). N up to a few
+        hundred: one Cholesky per call, or per field when masked.
         """
         d = torch.cdist(coords_m, coords_m)
         eye = torch.eye(len(d), dtype=values.dtype, device=values.device)
-        cov = self.log_sill.exp() * self.log_kernel(d / self.log_range.exp()).exp()
-        cov = cov + (self.log_nugget.exp() + 1e-5) * eye                      # nugget + jitter
-        n_obs = values.numel()
-        if mask is not None:
+        nugget = torch.sigmoid(self.nugget_logit)
+        cov = (1 - nugget) * self.log_kernel(d / self.log_range.exp()).exp() + (nugget + 1e-5) * eye
+        if mask is None:  # one factor shared by all fields, fields as columns
+            chol = torch.linalg.cholesky(cov)
+            z = torch.linalg.solve_triangular(chol, values.T, upper=False)
+            logdet = 2 * torch.diagonal(chol).log().sum() * len(values)
+            n_obs = values.numel()
+        else:
             m = mask.to(values.dtype)
-            cov = cov * (m[:, :, None] * m[:, None, :]) + eye * (1 - m)[:, :, None]  # [B, N, N]
-            values, n_obs = values * m, m.sum().clamp(min=1)
-        chol = torch.linalg.cholesky(cov)                                      # shared or per field
-        z = torch.linalg.solve_triangular(chol, values[:, :, None], upper=False)
-        logdet = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1).expand(len(values))
-        return 0.5 * (z.square().sum() + logdet.sum()) / n_obs + 0.5 * math.log(2 * math.pi)
+            cov = cov * (m[:, :, None] * m[:, None, :]) + eye * (1 - m)[:, :, None]
+            chol = torch.linalg.cholesky(cov)
+            z = torch.linalg.solve_triangular(chol, (values * m)[:, :, None], upper=False)
+            logdet = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum()
+            n_obs = m.sum().clamp(min=1)
+        return 0.5 * (z.square().sum() + logdet) / n_obs + 0.5 * math.log(2 * math.pi)
 
 
 class Block(nn.Module):

@@ -235,8 +235,8 @@ def _csv_stream(path: Path):
                 xml_name = (same_stem or xmls or [None])[0]
                 xml_text = archive.read(xml_name).decode("utf-8", "replace") if xml_name else None
                 with archive.open(csvs[0]) as raw:
-                    n_lines = _count_lines(raw)
-                if n_lines == 0 and archive.getinfo(csvs[0]).file_size == 0:
+                    n_lines = _count_data_lines(raw)
+                if archive.getinfo(csvs[0]).file_size == 0:
                     raise InputError(f"{path}: the CSV file {Path(csvs[0]).name} in the archive is empty.")
                 with archive.open(csvs[0]) as raw, _text(raw, path) as stream:
                     yield stream, Path(csvs[0]).name, xml_text, n_lines
@@ -244,7 +244,7 @@ def _csv_stream(path: Path):
             xml_path = path.with_suffix(".xml")
             xml_text = xml_path.read_text("utf-8", "replace") if xml_path.is_file() else None
             with open(path, "rb") as raw:
-                n_lines = _count_lines(raw)
+                n_lines = _count_data_lines(raw)
             with open(path, "rb") as raw, _text(raw, path) as stream:
                 yield stream, path.name, xml_text, n_lines
     except zipfile.BadZipFile:
@@ -266,12 +266,16 @@ def _text(raw, path: Path):
         stream.detach()
 
 
-def _count_lines(raw) -> int:
+def _count_data_lines(raw) -> int:
+    """An upper bound of the data rows: the lines after the header (any line ending)."""
     newlines = returns = 0
+    last = b"\n"
     for block in iter(lambda: raw.read(1 << 20), b""):
         newlines += block.count(b"\n")
         returns += block.count(b"\r")
-    return max(newlines, returns) + 1
+        last = block[-1:]
+    lines = max(newlines, returns) + (last not in (b"\n", b"\r"))
+    return max(lines - 1, 0)
 
 
 def _detect_product(xml_text: str | None, names: list[str]) -> str:
@@ -500,8 +504,7 @@ class _Sink:
         size = n_points * self.n_dates * _BYTES_PER_VALUE
         if self.max_bytes is not None and size > self.max_bytes:
             raise InputError(f"{self.path}: the file holds {n_points:,} points × {self.n_dates} dates "
-                             f"({size / 1e9:.2f} GB), over the memory budget of "
-                             f"{self.max_bytes / 1e9:.2f} GB; "
+                             f"({_size(size)}), over the memory budget of {_size(self.max_bytes)}; "
                              "use a smaller area of interest or tiles.")
 
     def append(self, ids, x, y, values, attributes) -> None:
@@ -532,6 +535,10 @@ class _Sink:
                            attributes={name: _finish_column([a[name] for a in attributes])
                                        for name in attributes[0]},
                            source=str(self.path), product=product)
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
 
 
 def _finish_column(parts: list[np.ndarray]) -> np.ndarray:

@@ -145,9 +145,10 @@ def test_report_builds_exports_and_stays_in_project(synthetic_run, tmp_path, qgi
     assert red.mean() > 0.002
 
     # a second build with the same name replaces the first instead of piling up copies
-    again = report.build_report(project, result, str(out), layout.name(), example, metrics, summary)
-    assert len([lay for lay in project.layoutManager().layouts() if lay.name() == layout.name()]) == 1
-    assert again.name() == layout.name()
+    name = layout.name()
+    again = report.build_report(project, result, str(out), name, example, metrics, summary)
+    assert [lay.name() for lay in project.layoutManager().layouts()].count(name) == 1
+    assert project.layoutManager().layoutByName(name) is again
 
 
 def test_report_without_backtest_or_series(synthetic_run, qgis_app):

@@ -400,7 +400,13 @@ class RasterizePriorsAlgorithm(GroundCastAlgorithm):
     GROUP_ID = "data"
     HELP = ("Puts the DEM, geology and soil maps on the forecast grid (the extent of INPUT: EGMS points or "
             "an area-of-interest polygon, cells of CELL_SIZE metres) and writes them as GeoTIFFs to "
-            "OUTPUT_FOLDER, so the model's priors can be inspected before a run.")
+            "OUTPUT_FOLDER, so the model's priors can be inspected before a run. Without a DEM, elevation "
+            "comes from the EGMS point heights. Class rasters come with a <name>_classes.csv code table.")
+    RASTERS = {"ELEVATION": "Elevation (m)", "SLOPE": "Slope (degrees)", "ASPECT": "Aspect (degrees)",
+               "GEOLOGY_RASTER": "Geology classes", "SOIL_RASTER": "Soil classes"}
+    # outputs may not share names with the GEOLOGY/SOIL inputs
+    OUTPUT_KEYS = {"elevation": "ELEVATION", "slope": "SLOPE", "aspect": "ASPECT", "geology": "GEOLOGY_RASTER",
+                   "soil": "SOIL_RASTER"}
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFeatureSource(
@@ -409,6 +415,8 @@ class RasterizePriorsAlgorithm(GroundCastAlgorithm):
         self._add_prior_params()
         self._add_cell_size()
         self._add_output_folder()
+        for key, label in self.RASTERS.items():
+            self.addOutput(QgsProcessingOutputRasterLayer(key, tr(label)))
 
     def resolve_inputs(self, parameters, context, feedback):
         path = self._input_file(parameters, "INPUT", context)
@@ -424,31 +432,32 @@ class RasterizePriorsAlgorithm(GroundCastAlgorithm):
         from ..engine.grid import make_grid
         from ..engine.points import read_points
         from ..engine.priors import build_priors, save_priors
+        from ..engine.progress import check_cancel, scaled
 
         out = self._output_folder(parameters, context)
         cell = self.parameterAsDouble(parameters, "CELL_SIZE", context)
-        progress.progress(0.05, tr("Reading the grid extent"))
+        progress.progress(0.0, tr("Reading the grid extent"))
         points = None
         if inputs["is_area"]:
-            crs = "EPSG:3035"  # the EGMS grid
-            bounds = read_aoi(inputs["grid_source"], crs).bounds
+            crs = "EPSG:3035"  # the EGMS grid, as the forecast uses
+            bounds = read_aoi(inputs["grid_source"]).to_crs(crs).geometry.bounds
         else:
-            points = read_points(inputs["grid_source"])
+            points = read_points(inputs["grid_source"], progress=scaled(progress, 0.0, 0.3))
             crs = points.crs
-            bounds = (float(points.x.min()), float(points.y.min()), float(points.x.max()), float(points.y.max()))
+            bounds = (points.x.min(), points.y.min(), points.x.max(), points.y.max())
         grid = make_grid(bounds, cell, crs)
-        progress.progress(0.2, tr(f"Rasterizing priors on a {grid.width} x {grid.height} grid"))
+        progress.progress(0.3, tr(f"Rasterizing priors on a {grid.width} x {grid.height} grid of {cell:g} m"))
         priors = build_priors(grid, dem=inputs["dem"], geology=inputs["geology"],
                               geology_field=inputs["geology_field"], soil=inputs["soil"],
-                              soil_field=inputs["soil_field"], points=points)
-        if progress.should_cancel():
-            raise QgsProcessingException(tr("Cancelled; nothing was written."))
+                              soil_field=inputs["soil_field"], points=points,
+                              progress=scaled(progress, 0.3, 0.95))
+        check_cancel(progress)
         written = save_priors(priors, out)
-        progress.progress(1.0, tr(f"Priors written to {out}"))
+        progress.progress(1.0, tr(f"Priors written to {out} (elevation from {priors.elevation_source})"))
         results = {"OUTPUT_FOLDER": out}
-        if isinstance(written, dict):
-            for name, path in written.items():
-                feedback.pushInfo(f"{name}: {path}")
+        for name, path in written.items():
+            if name in self.OUTPUT_KEYS:
+                results[self.OUTPUT_KEYS[name]] = str(path)
         return results
 
 

@@ -29,6 +29,7 @@ from qgis.core import (
     QgsLayoutTableColumn,
     QgsLegendStyle,
     QgsMapLayer,
+    QgsMapLayerLegendUtils,
     QgsPrintLayout,
     QgsRectangle,
     QgsTextFormat,
@@ -119,7 +120,7 @@ def render_series_png(example: dict, path: str, width_mm: float, height_mm: floa
     fig = Figure(figsize=(width_mm / 25.4, height_mm / 25.4), dpi=200, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    plot_series(ax, example)
+    plot_series(ax, {k: v for k, v in example.items() if k != "label"})  # the layout has the title
     ax.tick_params(labelsize=7)
     ax.yaxis.label.set_size(8)
     tmp = path + ".tmp.png"
@@ -302,14 +303,15 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
 
     _label(layout, "title", name, (MARGIN, 7.0, PAGE_W - 2 * MARGIN, 10.0), 17, bold=True)
     threshold = _find(summary or {}, "inputs.threshold_mm", "threshold_mm", "config.threshold_mm")
-    parts = [f"Median forecast cumulative displacement on {when} (mm, relative to the first EGMS epoch)"]
+    parts = []
     if obs and obs_end:
-        parts.append(f"observed {_iso(obs)} – {_iso(obs_end)}")
-    parts.append(f"forecast {dates[0]} – {dates[-1]}")
+        parts.append(f"EGMS observations {_iso(obs)} – {_iso(obs_end)}")
+    parts.append(f"forecast dates {dates[0]} – {dates[-1]}")
     if threshold is not None:
-        parts.append(f"threshold {_fmt(threshold, 0)} mm")
-    _label(layout, "subtitle", ";  ".join(parts), (MARGIN, 17.5, PAGE_W - 2 * MARGIN, 7.0), 8.5,
-           color="#404040")
+        parts.append(f"exceedance threshold {_fmt(threshold, 0)} mm")
+    subtitle = (f"Map: median forecast of cumulative displacement on {when} "
+                f"(mm, relative to the first EGMS epoch; red = subsidence, blue = uplift)\n" + "  ·  ".join(parts))
+    _label(layout, "subtitle", subtitle, (MARGIN, 16.5, PAGE_W - 2 * MARGIN, 9.0), 8.5, color="#404040")
 
     # --- map --------------------------------------------------------------------------
     layers = [forecast] + ([aoi] if aoi is not None else [])
@@ -332,8 +334,7 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
         extent = QgsCoordinateTransform(aoi.crs(), forecast.crs(), project).transformBoundingBox(aoi.extent())
     elif aoi is not None:
         extent = QgsRectangle(aoi.extent())
-    extent.scale(1.08)
-    map_item.zoomToExtent(extent)
+    map_item.setExtent(_fit_ratio(extent, MAP_RECT[2] / MAP_RECT[3], 1.06))
     # the temporally-wired forecast layer draws the band of this date
     start = _qdatetime(when)
     map_item.setIsTemporal(True)
@@ -356,7 +357,11 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     root = legend.model().rootGroup()
     root.clear()
     # legend labels via the node's property: setName() would rename the layer itself
-    root.addLayer(forecast).setCustomProperty("legend/title-label", f"Median forecast {when}")
+    node = root.addLayer(forecast)
+    node.setCustomProperty("legend/title-label", f"Median forecast {when}")
+    # keep the colour ramp only; the band name repeats the title
+    QgsMapLayerLegendUtils.setLegendNodeOrder(node, [len(legend.model().layerLegendNodes(node)) - 1])
+    legend.model().refreshLayerLegend(node)
     if aoi is not None:
         root.addLayer(aoi).setCustomProperty("legend/title-label", "Area of interest")
     legend.setBackgroundEnabled(True)
@@ -423,6 +428,20 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
 
     project.layoutManager().addLayout(layout)
     return layout
+
+
+def _fit_ratio(extent: QgsRectangle, ratio: float, margin: float) -> QgsRectangle:
+    """`extent` grown by `margin` and widened or heightened to width/height = ratio, same centre.
+
+    setExtent would otherwise resize the map item to the extent's shape.
+    """
+    w, h = extent.width() * margin, extent.height() * margin
+    if w / max(h, 1e-9) < ratio:
+        w = h * ratio
+    else:
+        h = w / ratio
+    c = extent.center()
+    return QgsRectangle(c.x() - w / 2, c.y() - h / 2, c.x() + w / 2, c.y() + h / 2)
 
 
 def _chart_title(example: dict) -> str:

@@ -1,0 +1,244 @@
+"""The Processing provider in real QGIS: parameters, every algorithm through processing.run, qgis_process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsGeometry,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFolderDestination,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from groundcast.ui.layer_io import layer_to_path, plain_file
+from groundcast.ui.provider import GroundCastProvider
+
+from conftest import PLUGIN_PARENT
+
+FORECAST_FILES = ("forecast.tif", "forecast_q05.tif", "forecast_q95.tif", "interval90.tif", "exceedance.tif",
+                  "points.gpkg", "series.npz", "summary.json")
+MODEL_PARAMS = {"INPUT", "DEM", "GEOLOGY", "GEOLOGY_FIELD", "SOIL", "SOIL_FIELD", "AOI", "CELL_SIZE",
+                "HORIZON_DAYS", "THRESHOLD_MM", "SEED", "EPOCHS", "OUTPUT_FOLDER"}
+EXPECTED_PARAMS = {
+    "groundcast:forecast": MODEL_PARAMS,
+    "groundcast:backtest": MODEL_PARAMS | {"HOLDOUT_DAYS"},
+    "groundcast:demodata": {"SEED", "SIZE_KM", "OUTPUT_FOLDER"},
+    "groundcast:rasterizepriors": {"INPUT", "DEM", "GEOLOGY", "GEOLOGY_FIELD", "SOIL", "SOIL_FIELD",
+                                   "CELL_SIZE", "OUTPUT_FOLDER"},
+}
+# Small enough for two shared cores: 3 km demo, 200 m cells, a few epochs.
+QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 2, "SEED": 0}
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("groundcast") is None:
+        assert registry.addProvider(GroundCastProvider())
+    return registry.providerById("groundcast")
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(provider, tmp_path_factory):
+    """The demodata algorithm's output (3 km): the test of that algorithm and the others' input."""
+    import processing
+
+    out = tmp_path_factory.mktemp("tiny_demo")
+    result = processing.run("groundcast:demodata", {"SEED": 0, "SIZE_KM": 3, "OUTPUT_FOLDER": str(out)})
+    return out, result
+
+
+def _demo_inputs(demo: Path) -> dict:
+    return {"INPUT": str(demo / "EGMS_L2b_demo_2020_2024.csv"), "DEM": str(demo / "dem.tif"),
+            "GEOLOGY": str(demo / "geology.gpkg"), "GEOLOGY_FIELD": "unit",
+            "SOIL": str(demo / "soil.gpkg"), "SOIL_FIELD": "soil", "AOI": str(demo / "aoi.geojson")}
+
+
+def test_provider_registers_four_algorithms(provider):
+    assert provider.name() == "GroundCast"
+    assert not provider.icon().isNull()
+    ids = {alg.id() for alg in provider.algorithms()}
+    assert ids == set(EXPECTED_PARAMS)
+
+
+@pytest.mark.parametrize("alg_id", sorted(EXPECTED_PARAMS))
+def test_parameter_names(provider, alg_id):
+    alg = QgsApplication.processingRegistry().algorithmById(alg_id)
+    names = {p.name() for p in alg.parameterDefinitions()}
+    assert EXPECTED_PARAMS[alg_id] <= names, EXPECTED_PARAMS[alg_id] - names
+    out = alg.parameterDefinition("OUTPUT_FOLDER")
+    assert isinstance(out, QgsProcessingParameterFolderDestination)
+    if "GEOLOGY_FIELD" in names:
+        assert alg.parameterDefinition("GEOLOGY_FIELD").parentLayerParameterName() == "GEOLOGY"
+        assert alg.parameterDefinition("SOIL_FIELD").parentLayerParameterName() == "SOIL"
+        for optional in ("DEM", "GEOLOGY", "SOIL"):
+            assert alg.parameterDefinition(optional).flags() & QgsProcessingParameterDefinition.FlagOptional
+    if alg_id in ("groundcast:forecast", "groundcast:backtest"):
+        for advanced in ("SEED", "EPOCHS"):
+            assert alg.parameterDefinition(advanced).flags() & QgsProcessingParameterDefinition.FlagAdvanced
+        defaults = {n: alg.parameterDefinition(n).defaultValue() for n in ("CELL_SIZE", "HORIZON_DAYS",
+                                                                          "THRESHOLD_MM")}
+        assert defaults == {"CELL_SIZE": 100, "HORIZON_DAYS": 365, "THRESHOLD_MM": -10}
+    if alg_id == "groundcast:backtest":
+        assert alg.parameterDefinition("HOLDOUT_DAYS").defaultValue() == 365
+    # named outputs, so the algorithms chain in the Model Designer
+    outputs = {o.name() for o in alg.outputDefinitions()}
+    assert "OUTPUT_FOLDER" in outputs
+    if alg_id == "groundcast:forecast":
+        assert {"FORECAST", "EXCEEDANCE", "INTERVAL90", "POINTS"} <= outputs
+
+
+def test_demodata_writes_the_demo(tiny_demo):
+    out, result = tiny_demo
+    for name in ("EGMS_L2b_demo_2020_2024.csv", "dem.tif", "geology.gpkg", "soil.gpkg", "aoi.geojson"):
+        assert (out / name).is_file(), name
+    assert Path(result["POINTS"]) == out / "EGMS_L2b_demo_2020_2024.csv"
+    assert QgsRasterLayer(result["DEM"], "dem", "gdal").isValid()
+
+
+def test_forecast_runs_and_writes_its_files(tiny_demo, tmp_path):
+    import processing
+
+    demo, _ = tiny_demo
+    # a memory AOI: not a file, so the algorithm must export it for the engine
+    aoi_file = QgsVectorLayer(str(demo / "aoi.geojson"), "aoi", "ogr")
+    memory = aoi_file.materialize(QgsFeatureRequest())
+    QgsProject.instance().addMapLayer(memory)
+    messages = []
+
+    class Feedback(QgsProcessingFeedback):
+        def pushInfo(self, info):
+            messages.append(info)
+            super().pushInfo(info)
+
+    feedback = Feedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    params = {**_demo_inputs(demo), **QUICK, "AOI": memory.id(), "OUTPUT_FOLDER": str(tmp_path / "fc")}
+    try:
+        result = processing.run("groundcast:forecast", params, feedback=feedback)
+    finally:
+        QgsProject.instance().removeMapLayer(memory.id())
+    out = tmp_path / "fc"
+    for name in FORECAST_FILES:
+        assert (out / name).is_file(), name
+    assert Path(result["OUTPUT_FOLDER"]) == out
+    assert Path(result["FORECAST"]) == out / "forecast.tif"
+    assert QgsRasterLayer(result["EXCEEDANCE"], "p", "gdal").isValid()
+    assert QgsVectorLayer(result["POINTS"], "pts", "ogr").featureCount() > 0
+    assert progress and max(progress) == pytest.approx(100, abs=1)
+    assert messages  # the engine's progress messages reach the log
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary  # written by the engine, read by the report
+
+
+def test_backtest_runs_and_writes_metrics(tiny_demo, tmp_path):
+    import processing
+
+    demo, _ = tiny_demo
+    params = {**_demo_inputs(demo), **QUICK, "HOLDOUT_DAYS": 120, "OUTPUT_FOLDER": str(tmp_path / "bt")}
+    result = processing.run("groundcast:backtest", params)
+    out = tmp_path / "bt"
+    assert (out / "metrics.json").is_file() and (out / "backtest.png").is_file()
+    assert Path(result["METRICS"]) == out / "metrics.json"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "mmstt" in metrics["models"]
+
+
+@pytest.mark.parametrize("grid_from", ["points", "aoi"])
+def test_rasterizepriors_writes_priors(tiny_demo, tmp_path, grid_from):
+    import processing
+
+    demo, _ = tiny_demo
+    inputs = _demo_inputs(demo)
+    params = {"INPUT": inputs["INPUT"] if grid_from == "points" else inputs["AOI"], "DEM": inputs["DEM"],
+              "GEOLOGY": inputs["GEOLOGY"], "GEOLOGY_FIELD": "unit", "SOIL": inputs["SOIL"],
+              "SOIL_FIELD": "soil", "CELL_SIZE": 200, "OUTPUT_FOLDER": str(tmp_path / "priors")}
+    result = processing.run("groundcast:rasterizepriors", params)
+    out = tmp_path / "priors"
+    for name in ("elevation.tif", "slope.tif", "aspect.tif", "geology.tif", "soil.tif",
+                 "geology_classes.csv"):
+        assert (out / name).is_file(), name
+    elevation = QgsRasterLayer(result["ELEVATION"], "z", "gdal")
+    assert elevation.isValid() and elevation.crs().authid() == "EPSG:3035"
+    assert elevation.rasterUnitsPerPixelX() == pytest.approx(200)
+
+
+def test_cancel_writes_nothing(tiny_demo, tmp_path):
+    import processing
+
+    demo, _ = tiny_demo
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    out = tmp_path / "cancelled"
+    with pytest.raises(QgsProcessingException):
+        processing.run("groundcast:forecast", {**_demo_inputs(demo), **QUICK, "OUTPUT_FOLDER": str(out)},
+                       feedback=feedback)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_layer_to_path_exports_what_is_not_a_plain_file(tiny_demo, tmp_path, qgis_app):
+    demo, _ = tiny_demo
+    geology = QgsVectorLayer(str(demo / "geology.gpkg"), "geology", "ogr")
+    assert plain_file(geology) == str(demo / "geology.gpkg")
+    assert layer_to_path(geology, str(tmp_path)) == str(demo / "geology.gpkg")
+    dem = QgsRasterLayer(str(demo / "dem.tif"), "dem", "gdal")
+    assert layer_to_path(dem, str(tmp_path)) == str(demo / "dem.tif")
+
+    memory = QgsVectorLayer("Polygon?crs=EPSG:3035&field=unit:string", "drawn", "memory")
+    feature = QgsFeature(memory.fields())
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON((0 0, 100 0, 100 100, 0 0))"))
+    feature["unit"] = "clay"
+    memory.dataProvider().addFeatures([feature])
+    path = layer_to_path(memory, str(tmp_path))
+    assert path.endswith(".gpkg") and Path(path).parent == tmp_path
+    back = QgsVectorLayer(path, "back", "ogr")
+    assert back.featureCount() == 1 and back.crs().authid() == "EPSG:3035"
+
+    geology.selectByIds([next(geology.getFeatures()).id()])
+    selected = layer_to_path(geology, str(tmp_path), selected_only=True)
+    assert selected != str(demo / "geology.gpkg")
+    assert QgsVectorLayer(selected, "sel", "ogr").featureCount() == 1
+
+    geology.setSubsetString("1 = 0")
+    assert plain_file(geology) is None
+
+
+def _qgis_process(args, home, timeout=240):
+    # QGIS's own Python plus this venv's packages (torch etc.), as docs/processing.md describes
+    site = sysconfig.get_paths()["purelib"]
+    env = dict(os.environ, HOME=str(home), QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(PLUGIN_PARENT),
+               PYTHONPATH=os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH", "")) if p))
+    return subprocess.run(["/usr/bin/qgis_process.bin", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/qgis_process.bin").exists(), reason="qgis_process not installed")
+def test_qgis_process_runs_the_plugin_headless(tmp_path):
+    home = tmp_path / "home"  # a throw-away profile: enabling the plugin must not touch the user's
+    home.mkdir()
+    enabled = _qgis_process(["plugins", "enable", "groundcast"], home)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    listed = _qgis_process(["list"], home)
+    assert "groundcast:forecast" in listed.stdout, listed.stdout[-2000:] + listed.stderr[-2000:]
+    out = tmp_path / "demo"
+    run = _qgis_process(["--json", "run", "groundcast:demodata", "--", "SIZE_KM=3", f"OUTPUT_FOLDER={out}"],
+                        home)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert (out / "EGMS_L2b_demo_2020_2024.csv").is_file()
+    reply = json.loads(run.stdout[run.stdout.index("{"):])
+    assert Path(reply["results"]["OUTPUT_FOLDER"]) == out
+
