@@ -47,8 +47,8 @@ class GroundCastPlugin:
         except Exception:  # noqa: BLE001 (never break QGIS start-up)
             self._log_failure("The GroundCast panel could not be created")
             return
-        self.dock.hide()
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.dock.hide()  # QGIS shows added docks; ours opens from the button
         self.dock.visibilityChanged.connect(self.action.setChecked)
 
     def _init_provider(self):

@@ -5,18 +5,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import shapely
 import shapely.wkt
 from shapely.geometry import shape
 from shapely.errors import GEOSException
 
-from .crs import crs_string, parse_crs, same_crs, transform_xy
+from .crs import crs_string, parse_crs, same_crs, transform_geometry
 from .errors import InputError
 
 _WKT_START = re.compile(r"^\s*(MULTI)?POLYGON\b|^\s*GEOMETRYCOLLECTION\b", re.IGNORECASE)
 _EPSG_PREFIX = re.compile(r"^\s*(?:EPSG:(\d+)|SRID=(\d+))\s*;", re.IGNORECASE)
-_EDGE_STEPS = 64  # vertices added per bounding-box size so straight edges bend correctly when reprojected
 
 
 @dataclass(frozen=True)
@@ -30,16 +28,7 @@ class AOI:
         target = crs_string(crs, f"area of interest {self.source}: target")
         if same_crs(self.crs, target):
             return self
-        x_min, y_min, x_max, y_max = self.geometry.bounds
-        step = max(x_max - x_min, y_max - y_min) / _EDGE_STEPS
-        dense = shapely.segmentize(self.geometry, step) if step > 0 else self.geometry
-
-        def project(coords: np.ndarray) -> np.ndarray:
-            x, y = transform_xy(coords[:, 0], coords[:, 1], self.crs, target,
-                                f"area of interest {self.source}")
-            return np.column_stack([x, y])
-
-        moved = shapely.transform(dense, project)
+        moved = transform_geometry(self.geometry, self.crs, target, f"area of interest {self.source}")
         return AOI(_polygonal(moved, self.source, f"after reprojection to {target}"), target, self.source)
 
 

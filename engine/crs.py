@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
@@ -57,6 +58,20 @@ def transform_xy(x, y, src_crs, dst_crs, source: str) -> tuple[np.ndarray, np.nd
         raise InputError(f"{source}: some coordinates cannot be transformed from {crs_string(src)} "
                          f"to {crs_string(dst)}.")
     return tx, ty
+
+
+def transform_geometry(geometry, src_crs, dst_crs, source: str, max_segment: float | None = None):
+    """Transform a shapely geometry; edges are first cut into segments of at most `max_segment`
+    (source units; default 1/64 of the geometry's extent) so they bend as the projection does."""
+    if max_segment is None:
+        x_min, y_min, x_max, y_max = geometry.bounds
+        max_segment = max(x_max - x_min, y_max - y_min) / 64
+    dense = shapely.segmentize(geometry, max_segment) if max_segment > 0 else geometry
+
+    def project(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(transform_xy(coords[:, 0], coords[:, 1], src_crs, dst_crs, source))
+
+    return shapely.transform(dense, project)
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,6 +8,7 @@ and `truth.npz` keeps each process apart so tests and benchmarks can score again
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from scipy import fft
+from scipy.ndimage import gaussian_filter
 from scipy.signal import lfilter
 from shapely.geometry import LineString, MultiPolygon, Polygon, box, mapping
 from shapely.ops import unary_union
@@ -51,14 +53,17 @@ GEOLOGY_UNITS = ("alluvium", "clay", "sandstone", "flysch", "limestone")
 SOIL_CLASSES = ("clay-rich", "loam", "sandy", "thin-rocky")
 COMPRESSIBILITY = {"clay": 1.0, "alluvium": 0.6}          # of the plain's fill, relative
 WEAK_UNITS = ("clay", "flysch")
+HARDNESS = {"alluvium": 0.7, "clay": 0.7, "sandstone": 1.0, "flysch": 0.85, "limestone": 1.3}  # ridge relief
 SWELLING_MM = {"clay-rich": 5.0, "loam": 2.0, "sandy": 0.7, "thin-rocky": 0.0}  # vertical semi-amplitude
 STEEP_SLOPE_DEG = 15.0
 WET_SEASON_PEAK_DOY = 320            # mid-November: autumn rains on the Po plain
 WARMEST_DOY = 200                    # mid-July
+TEMPERATURE_C = (13.5, 11.0)         # mean and semi-amplitude of the annual cycle at Bologna
 THERMAL_EXPANSION_PER_K = 1.2e-5     # concrete and steel
+BACKGROUND_MM_YR = (0.4, 0.9, -0.6)  # east, north, up: the whole region drifting with Adria
 # points per km²: clustered on built areas and bare slopes, sparse on fields and woods
-DENSITY_PER_KM2 = {"city": 500, "industry": 350, "village": 400, "farm": 500,
-                   "rock": 300, "badlands": 200, "fields": 10, "woods": 12}
+DENSITY_PER_KM2 = {"city": 300, "industry": 300, "village": 300, "farm": 400,
+                   "rock": 250, "badlands": 150, "fields": 8, "woods": 10}
 BUILDING_HEIGHT_M = {"city": (18.0, 0.45), "industry": (10.0, 0.2), "village": (9.0, 0.25),
                      "farm": (7.0, 0.2)}                  # median and log-spread
 BUILT_KINDS = ("city", "industry", "village", "farm")
@@ -72,7 +77,7 @@ def make_demo(out_dir, seed: int = 0, size_km: float = 8.0,
     """
     streams = dict(zip(
         ("dates", "terrain", "cover", "points", "aquifer", "swelling", "landslide", "seismic",
-         "background", "atmosphere", "noise", "missing", "ids"),
+         "climate", "atmosphere", "noise", "missing", "ids"),
         (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(13))))
     size_m = round(size_km * 10) * 100.0   # whole 100 m cells of the EGMS L3 grid
     if size_m < 1000:
@@ -84,14 +89,15 @@ def make_demo(out_dir, seed: int = 0, size_km: float = 8.0,
             progress.progress(fraction, message)
 
     step(0.0, "terrain and maps")
+    params = {}
     dates, missing_dates = _acquisition_dates(streams["dates"])
     land = _landscape(streams["terrain"], size_m)
-    cover = _land_cover(streams["cover"], land)
+    cover, params["land_cover"] = _land_cover(streams["cover"], land)
     step(0.15, "measurement points")
     pts = _points(streams["points"], land, cover)
-    climate = _Climate(streams["swelling"], dates)
+    climate = _Climate(streams["climate"], dates)
     step(0.25, "ground motion")
-    components, params = {}, {}
+    components = {}
     components["aquifer_mm"], params["aquifer"] = _aquifer(streams["aquifer"], land, pts, dates)
     components["swelling_mm"], params["swelling"] = _swelling(streams["swelling"], pts, climate)
     components["landslide_mm"], params["landslide"] = _landslide(streams["landslide"], land, pts, climate)
@@ -107,7 +113,7 @@ def make_demo(out_dir, seed: int = 0, size_km: float = 8.0,
     valid, params["missing"] = _missing(streams["missing"], pts.n, dates)
     observed = np.where(valid, truth + atmosphere + noise, np.nan)
     step(0.6, "EGMS attributes")
-    attributes = _egms_attributes(streams["ids"], land, pts, dates, observed, noise_sigma)
+    attributes = _egms_attributes(streams["ids"], pts, dates, observed, noise_sigma)
     order = np.lexsort((attributes["pixel"], attributes["line"]))  # radar order, like the real files
 
     step(0.7, "writing files")
@@ -169,7 +175,7 @@ class _Climate:
                      * (1 + 0.9 * _season(self.days, WET_SEASON_PEAK_DOY)) * storms)
         self.soil_wetness = _low_pass(self.rain, self.SOIL_RESPONSE_DAYS)
         self.slope_wetness = _low_pass(self.rain, self.SLOPE_RESPONSE_DAYS)
-        self.temperature_c = 13.5 + 11.0 * _season(self.days, WARMEST_DOY)
+        self.temperature_c = TEMPERATURE_C[0] + TEMPERATURE_C[1] * _season(self.days, WARMEST_DOY)
         self.index = (dates - self.days[0]).astype(int)
 
     def at(self, series):
@@ -207,6 +213,19 @@ class _Curve:
                                            + 0.4 * np.sin(2 * np.pi * u / (0.41 * self.length_m) + p2))
 
 
+def _map_transform(x0, y0, size_m):
+    """The maps' grid: the region plus a margin, north-up, DEM_CELL_M cells."""
+    return from_origin(x0 - MAP_MARGIN_M, y0 + size_m + MAP_MARGIN_M, DEM_CELL_M, DEM_CELL_M)
+
+
+def _cell_centres(size_m):
+    """u and v (metres from the region's SW corner) of the map cells' centres, each [H, W]."""
+    n = int(round((size_m + 2 * MAP_MARGIN_M) / DEM_CELL_M))
+    u = -MAP_MARGIN_M + DEM_CELL_M * (np.arange(n) + 0.5)
+    v = size_m + MAP_MARGIN_M - DEM_CELL_M * (np.arange(n) + 0.5)
+    return np.meshgrid(u, v)
+
+
 @dataclass
 class _Landscape:
     x0: float                 # region SW corner, EPSG:3035
@@ -214,36 +233,24 @@ class _Landscape:
     size_m: float
     front: _Curve             # the foot of the hills: plain north of it, hills south
     river_u: object           # u of the river at v (valley in the hills, sandy corridor on the plain)
-    dem: np.ndarray           # [H, W] float32 on the map grid (region plus margin)
+    geology: dict             # unit -> shapely MultiPolygon, EPSG:3035
+    soil: dict
+    geology_grid: np.ndarray  # [H, W] index into GEOLOGY_UNITS, on the map grid
+    dem: np.ndarray           # [H, W] float32
     slope_deg: np.ndarray
     downslope: np.ndarray     # [2, H, W] east and north components of the downhill unit vector
-    geology: dict             # unit -> shapely geometry, EPSG:3035
-    soil: dict
-    geology_grid: np.ndarray  # [H, W] index into GEOLOGY_UNITS
-
-    @property
-    def map_x_min(self):
-        return self.x0 - MAP_MARGIN_M
-
-    @property
-    def map_y_max(self):
-        return self.y0 + self.size_m + MAP_MARGIN_M
 
     @property
     def transform(self):
-        return from_origin(self.map_x_min, self.map_y_max, DEM_CELL_M, DEM_CELL_M)
-
-    def cell_of(self, x, y):
-        row = ((self.map_y_max - y) // DEM_CELL_M).astype(int)
-        col = ((x - self.map_x_min) // DEM_CELL_M).astype(int)
-        return row, col
+        return _map_transform(self.x0, self.y0, self.size_m)
 
     def cell_centres(self):
-        """u and v (metres from the region's SW corner) of the map cells' centres."""
-        n = self.dem.shape[0]
-        u = -MAP_MARGIN_M + DEM_CELL_M * (np.arange(n) + 0.5)
-        v = self.size_m + MAP_MARGIN_M - DEM_CELL_M * (np.arange(n) + 0.5)
-        return np.meshgrid(u, v)
+        return _cell_centres(self.size_m)
+
+    def cell_of(self, x, y):
+        row = ((self.y0 + self.size_m + MAP_MARGIN_M - y) // DEM_CELL_M).astype(int)
+        col = ((x - self.x0 + MAP_MARGIN_M) // DEM_CELL_M).astype(int)
+        return row, col
 
 
 def _region_corner(size_m):
@@ -269,7 +276,8 @@ def _landscape(rng, size_m):
     river_phase = rng.uniform(0, 2 * np.pi)
 
     def river_u(v):
-        return apex_u + 0.05 * size_m * np.sin(2 * np.pi * (v - front(apex_u)) / (0.45 * size_m) + river_phase)
+        meander = 2 * np.pi * (v - front(apex_u)) / (0.45 * size_m) + river_phase
+        return apex_u + 0.05 * size_m * np.sin(meander)
 
     # hill units in bands that follow the front; each band is wider than twice its boundary's wiggle
     band_depths = np.cumsum([0.07, 0.12, 0.12]) * size_m
@@ -279,7 +287,8 @@ def _landscape(rng, size_m):
     u = np.arange(-MAP_MARGIN_M, size_m + MAP_MARGIN_M + 1, 20.0)
     top, bottom = np.full(u.size, size_m + MAP_MARGIN_M), np.full(u.size, -MAP_MARGIN_M)
     boundaries = [top, front(u)] + [front(u) + low(u) for low in lows] + [bottom]
-    map_box = box(x0 - MAP_MARGIN_M, y0 - MAP_MARGIN_M, x0 + size_m + MAP_MARGIN_M, y0 + size_m + MAP_MARGIN_M)
+    map_box = box(x0 - MAP_MARGIN_M, y0 - MAP_MARGIN_M,
+                  x0 + size_m + MAP_MARGIN_M, y0 + size_m + MAP_MARGIN_M)
 
     def band(upper, lower):
         ring = np.concatenate([np.c_[u, np.maximum(upper, lower)], np.c_[u[::-1], lower[::-1]]])
@@ -304,30 +313,27 @@ def _landscape(rng, size_m):
             "thin-rocky": limestone}
     soil = {name: _polygonal(geom) for name, geom in soil.items()}
 
-    n = int(round((size_m + 2 * MAP_MARGIN_M) / DEM_CELL_M))
-    land = _Landscape(x0, y0, size_m, front, river_u, np.zeros((n, n), np.float32), None, None,
-                      geology, soil, None)
-    land.geology_grid = rasterize(
+    cu, cv = _cell_centres(size_m)
+    geology_grid = rasterize(
         [(geom, k) for k, geom in enumerate(geology[name] for name in GEOLOGY_UNITS)],
-        out_shape=(n, n), transform=land.transform, fill=0, dtype="int16")
-
-    cu, cv = land.cell_centres()
+        out_shape=cu.shape, transform=_map_transform(x0, y0, size_m), fill=0, dtype="int16")
     into_hills = np.maximum(front(cu) - cv, 0.0)
     onto_plain = np.maximum(cv - front(cu), 0.0)
     relief = (1 - np.exp(-into_hills / 250.0)) * (50.0 + 0.085 * into_hills)
     valley = 0.6 * relief * np.exp(-((cu - river_u(cv)) / 150.0) ** 2)
-    ridges = _smooth_noise(rng, (n, n), DEM_CELL_M, 150.0, 2500.0, 1.6)
+    ridges = _smooth_noise(rng, cu.shape, DEM_CELL_M, 150.0, 2500.0, 1.6)
+    # hard rock stands in sharper ridges than clay; smoothed so unit boundaries leave no cliffs
+    hardness = gaussian_filter(np.array([HARDNESS[name] for name in GEOLOGY_UNITS])[geology_grid], 4.0)
     dem = (40.0 + 18.0 * np.exp(-onto_plain / 2000.0)      # fan surface sloping gently north
            + relief - valley
-           + ridges * (1.0 + 45.0 * (1 - np.exp(-into_hills / 300.0))))
-    land.dem = dem.astype(np.float32)
+           + ridges * (1.0 + 30.0 * hardness * (1 - np.exp(-into_hills / 300.0)))).astype(np.float32)
     # slopes from the stored float32 values, so a reader of dem.tif finds the same ones
-    d_row, d_col = np.gradient(land.dem.astype(np.float64), DEM_CELL_M)
+    d_row, d_col = np.gradient(dem.astype(np.float64), DEM_CELL_M)
     east, north = d_col, -d_row
     steepness = np.hypot(east, north)
-    land.slope_deg = np.degrees(np.arctan(steepness))
-    land.downslope = -np.stack([east, north]) / np.maximum(steepness, 1e-9)
-    return land
+    return _Landscape(x0, y0, size_m, front, river_u, geology, soil, geology_grid, dem,
+                      slope_deg=np.degrees(np.arctan(steepness)),
+                      downslope=-np.stack([east, north]) / np.maximum(steepness, 1e-9))
 
 
 def _polygonal(geom):
@@ -370,8 +376,13 @@ def _land_cover(rng, land):
     for kind, mask in (("farm", farm), ("village", village), ("industry", industry & on_plain),
                        ("city", city & on_plain)):
         cover[mask & buildable] = kind
-    return {"cover": cover, "city_centre": city_centre, "industry_centre": industry_centre,
-            "villages": villages}
+    def xy(uv):
+        return [land.x0 + uv[0], land.y0 + uv[1]]
+
+    return cover, {"density_per_km2": DENSITY_PER_KM2, "city_centre_xy": xy(city_centre),
+                   "industrial_zone_centre_xy": xy(industry_centre),
+                   "village_centres_xy": [xy(c) for c in villages], "farms": int(n_farms),
+                   "building_height_m_median_spread": BUILDING_HEIGHT_M}
 
 
 # --- points --------------------------------------------------------------------------------------
@@ -392,6 +403,8 @@ class _Points:
     soil: np.ndarray
     los: np.ndarray            # [3, N] east, north, up: unit vector ground -> satellite
     incidence_deg: np.ndarray
+    along_track_m: np.ndarray  # radar coordinates from the region centre: azimuth (south) ...
+    ground_range_m: np.ndarray  # ... and range (west, away from the satellite)
 
     @property
     def n(self):
@@ -402,9 +415,8 @@ class _Points:
         return self.los[0][:, None] * east + self.los[1][:, None] * north + self.los[2][:, None] * up
 
 
-def _points(rng, land, cover_map):
+def _points(rng, land, cover):
     """Scatter points cell by cell, as many as the cover class's EGMS-like density gives."""
-    cover = cover_map["cover"]
     cell_km2 = (DEM_CELL_M / 1000) ** 2
     density = np.vectorize(DENSITY_PER_KM2.get, otypes=[float])(cover)
     cu, cv = land.cell_centres()
@@ -421,13 +433,14 @@ def _points(rng, land, cover_map):
     height = np.zeros(cells.size)
     for kind, (median, spread) in BUILDING_HEIGHT_M.items():
         chosen = on_building & (point_cover == kind)
-        height[chosen] = np.clip(median * np.exp(spread * rng.standard_normal(chosen.sum())), 4.0, 80.0)
+        height[chosen] = np.clip(median * np.exp(spread * rng.standard_normal(chosen.sum())), 4.0, 60.0)
     # buildings and bare rock give persistent scatterers; fields, woods and badlands distributed ones
     mp_type = np.where(built | (point_cover == "rock"), 0, 1)
 
     row, col = land.cell_of(x, y)
     rel_e, rel_n = u - land.size_m / 2, v - land.size_m / 2
-    look = np.radians(HEADING_DEG - 90)            # azimuth from the ground towards the satellite
+    heading, look = np.radians(HEADING_DEG), np.radians(HEADING_DEG - 90)   # look: ground -> satellite
+    along = rel_e * np.sin(heading) + rel_n * np.cos(heading)
     ground_range = -(rel_e * np.sin(look) + rel_n * np.cos(look))
     incidence = INCIDENCE_DEG + INCIDENCE_PER_M * ground_range
     sin_i = np.sin(np.radians(incidence))
@@ -436,13 +449,15 @@ def _points(rng, land, cover_map):
     return _Points(x=x, y=y, u=u, v=v, cover=point_cover, building_height_m=height, mp_type=mp_type,
                    ground_m=land.dem[row, col].astype(np.float64), slope_deg=land.slope_deg[row, col],
                    downslope=land.downslope[:, row, col], geology=_classify(land.geology, x, y),
-                   soil=_classify(land.soil, x, y), los=los, incidence_deg=incidence)
+                   soil=_classify(land.soil, x, y), los=los, incidence_deg=incidence,
+                   along_track_m=along, ground_range_m=ground_range)
 
 
 def _classify(polygons, x, y):
     """Class name of the polygon under each point (the polygons tile the map)."""
     names = np.full(x.size, "", dtype=object)
     for name, geom in polygons.items():
+        shapely.prepare(geom)
         names[(names == "") & shapely.intersects_xy(geom, x, y)] = name
     return names.astype(str)
 
@@ -489,7 +504,7 @@ def _aquifer(rng, land, pts, dates):
                              -shape[:, None] * s)
         onset = dates[0] + int(round(onset_yr * YEAR_DAYS))
         bowls.append({"name": name, "x": land.x0 + cu * size, "y": land.y0 + cv * size,
-                      "radius_m": radius, "axis_ratio": squash, "azimuth_deg": 90 - np.degrees(angle),
+                      "radius_m": radius, "axis_ratio": squash, "azimuth_deg": (90 - np.degrees(angle)) % 180,
                       "pumping_onset": str(onset), "consolidation_time_years": tau_yr,
                       "final_settlement_mm": settlement, "starts_mid_series": bool(onset > dates[0])})
     return total, {"model": "Terzaghi consolidation U((t - onset) / tau) times a compact bell "
@@ -517,19 +532,19 @@ def _landslide(rng, land, pts, climate):
     geology = np.array(GEOLOGY_UNITS)[land.geology_grid]
     candidates = np.flatnonzero((land.slope_deg >= STEEP_SLOPE_DEG + 3) & np.isin(geology, WEAK_UNITS)
                                 & (cu > 0) & (cu < land.size_m) & (cv > 0) & (cv < land.size_m))
-    n_bodies = max(2, int(round(candidates.size * (DEM_CELL_M / 1000) ** 2 * 2.5)))
+    n_bodies = max(3, int(round(candidates.size * (DEM_CELL_M / 1000) ** 2 * 4.0)))
     centres = rng.choice(candidates, min(n_bodies, candidates.size), replace=False)
     speed = np.zeros(pts.n)
     bodies = []
     for cell in centres:
         down = land.downslope[:, cell // cu.shape[1], cell % cu.shape[1]]
-        length, width, rate = rng.uniform(200, 450), rng.uniform(100, 220), rng.uniform(8.0, 30.0)
+        length, width, rate = rng.uniform(250, 600), rng.uniform(120, 300), rng.uniform(8.0, 30.0)
         du, dv = pts.u - cu.flat[cell], pts.v - cv.flat[cell]
         along, across = du * down[0] + dv * down[1], -du * down[1] + dv * down[0]
         speed += rate * np.clip(1 - (along / length) ** 2 - (across / width) ** 2, 0.0, None)
         bodies.append({"x": land.x0 + cu.flat[cell], "y": land.y0 + cv.flat[cell], "half_length_m": length,
                        "half_width_m": width, "downslope_azimuth_deg": np.degrees(np.arctan2(*down)),
-                       "mean_rate_mm_yr": rate})
+                       "centre_rate_mm_yr": rate})
     speed *= np.clip((pts.slope_deg - STEEP_SLOPE_DEG) / 5.0, 0.0, 1.0) * np.isin(pts.geology, WEAK_UNITS)
 
     wetness = climate.slope_wetness / np.percentile(climate.slope_wetness, 99)
@@ -594,7 +609,8 @@ def _earthquake(rng, land, pts, dates):
         "depth_m": depth, "magnitude_mw": magnitude, "strike_deg": strike, "dip_deg": dip, "rake_deg": 90.0,
         "potency_m3": potency, "afterslip_relaxation_days": relax_days,
         "afterslip_after_one_year_ratio": afterslip_ratio,
-        "model": "Okada (1985) dip-slip point source; step x (1 + ratio log(1 + dt / tau) / log(1 + 1 yr / tau))"}
+        "model": "Okada (1985) dip-slip point source; "
+                 "step x (1 + ratio log(1 + dt / tau) / log(1 + 1 yr / tau))"}
 
 
 def _thermal(pts, climate):
@@ -603,10 +619,8 @@ def _thermal(pts, climate):
     up = (THERMAL_EXPANSION_PER_K * 1000.0 * pts.building_height_m[:, None]
           * (temperature - temperature[0])[None, :])
     return pts.project(0.0, 0.0, up), {"expansion_per_kelvin": THERMAL_EXPANSION_PER_K,
-                                       "warmest_doy": WARMEST_DOY, "temperature_amplitude_c": 11.0}
-
-
-BACKGROUND_MM_YR = (0.4, 0.9, -0.6)   # east, north, up: the region drifting with Adria
+                                       "warmest_doy": WARMEST_DOY,
+                                       "temperature_c_mean_amplitude": list(TEMPERATURE_C)}
 
 
 def _background(pts, dates):
@@ -658,7 +672,7 @@ def _missing(rng, n_points, dates):
 
 # --- EGMS attributes and files --------------------------------------------------------------------
 
-def _fit(t, observed, columns):
+def _fit(observed, columns):
     """Per-point least squares on the valid epochs: coefficients, their std and the residual RMS."""
     design = np.stack(columns, axis=1)                       # [T, K]
     w = np.isfinite(observed)
@@ -672,19 +686,15 @@ def _fit(t, observed, columns):
     return coef, std, rms
 
 
-def _egms_attributes(rng, land, pts, dates, observed, noise_sigma):
+def _egms_attributes(rng, pts, dates, observed, noise_sigma):
     """The attribute columns of an L2b row, derived as EGMS derives them (fits to the series)."""
     t = _years(dates, dates[0])
     ones, annual = np.ones_like(t), 2 * np.pi * t
-    linear, linear_std, _ = _fit(t, observed, [ones, t])
-    quadratic, quadratic_std, _ = _fit(t, observed, [ones, t, t ** 2])
-    seasonal, seasonal_std, rmse = _fit(t, observed, [ones, t, np.cos(annual), np.sin(annual)])
+    linear, linear_std, _ = _fit(observed, [ones, t])
+    quadratic, quadratic_std, _ = _fit(observed, [ones, t, t ** 2])
+    seasonal, seasonal_std, rmse = _fit(observed, [ones, t, np.cos(annual), np.sin(annual)])
     lon, lat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(pts.x, pts.y)
     height = pts.ground_m + pts.building_height_m + rng.normal(0.0, 1.5, pts.n)   # geocoding error
-    rel_e, rel_n = pts.u - land.size_m / 2, pts.v - land.size_m / 2
-    heading, look = np.radians(HEADING_DEG), np.radians(HEADING_DEG - 90)
-    along = rel_e * np.sin(heading) + rel_n * np.cos(heading)
-    ground_range = -(rel_e * np.sin(look) + rel_n * np.cos(look))
     phase_sigma = 4 * np.pi * noise_sigma / WAVELENGTH_MM
     ids = rng.choice(62 ** 9, pts.n, replace=False) + 62 ** 9 * rng.integers(1, 62, pts.n)
     return {
@@ -693,8 +703,10 @@ def _egms_attributes(rng, land, pts, dates, observed, noise_sigma):
         "latitude": np.round(lat, 6), "longitude": np.round(lon, 6),
         "easting": np.round(pts.x, 2), "northing": np.round(pts.y, 2),
         "height_ortho": np.round(height, 1), "height_ellipse": np.round(height + GEOID_UNDULATION_M, 1),
-        "line": 1500 + np.round(along / 13.9).astype(int),     # azimuth spacing of IW
-        "pixel": 3000 + np.round(ground_range * np.sin(np.radians(pts.incidence_deg)) / 2.33).astype(int),
+        # IW pixel spacing: 13.9 m in azimuth, 2.33 m in slant range
+        "line": 1500 + np.round(pts.along_track_m / 13.9).astype(int),
+        "pixel": 3000 + np.round(pts.ground_range_m * np.sin(np.radians(pts.incidence_deg)) / 2.33
+                                 ).astype(int),
         "rmse_ts": np.round(rmse, 1),
         "temporal_coherence": np.round(np.exp(-phase_sigma ** 2 / 2) * rng.uniform(0.97, 1.0, pts.n), 2),
         "amplitude_dispersion": np.round(phase_sigma * rng.uniform(0.8, 1.15, pts.n), 2),
@@ -702,7 +714,8 @@ def _egms_attributes(rng, land, pts, dates, observed, noise_sigma):
         "track_angle": np.full(pts.n, HEADING_DEG),
         "los_east": pts.los[0], "los_north": pts.los[1], "los_up": pts.los[2],
         "mean_velocity": np.round(linear[:, 1], 1), "mean_velocity_std": np.round(linear_std[:, 1], 1),
-        "acceleration": np.round(2 * quadratic[:, 2], 2), "acceleration_std": np.round(2 * quadratic_std[:, 2], 2),
+        "acceleration": np.round(2 * quadratic[:, 2], 2),
+        "acceleration_std": np.round(2 * quadratic_std[:, 2], 2),
         "seasonality": np.round(np.hypot(seasonal[:, 2], seasonal[:, 3]), 1),
         "seasonality_std": np.round(np.hypot(seasonal_std[:, 2], seasonal_std[:, 3]) / np.sqrt(2), 1),
         "gnss_velocity": np.round(pts.los.T @ np.array(BACKGROUND_MM_YR), 1),
@@ -767,15 +780,19 @@ def _write_aoi(path, land):
 
 
 def _write_truth(path, pid, pts, dates, truth, components, atmosphere, noise, valid, order):
-    arrays = {name: value[order].astype(np.float32) for name, value in components.items()}
-    with open(path, "wb") as f:
-        np.savez_compressed(
-            f, pid=pid[order].astype(str), x=pts.x[order], y=pts.y[order],
-            dates=dates.astype("datetime64[D]").astype(np.int64),
-            truth_mm=truth[order].astype(np.float32), atmosphere_mm=atmosphere[order].astype(np.float32),
-            noise_mm=noise[order].astype(np.float32), valid=valid[order],
-            building_height_m=pts.building_height_m[order].astype(np.float32),
-            geology=pts.geology[order], soil=pts.soil[order], **arrays)
+    arrays = dict(
+        pid=pid[order].astype(str), x=pts.x[order], y=pts.y[order],
+        dates=dates.astype("datetime64[D]").astype(np.int64),
+        truth_mm=truth[order].astype(np.float32), atmosphere_mm=atmosphere[order].astype(np.float32),
+        noise_mm=noise[order].astype(np.float32), valid=valid[order],
+        building_height_m=pts.building_height_m[order].astype(np.float32),
+        geology=pts.geology[order], soil=pts.soil[order], land_cover=pts.cover[order],
+        **{name: value[order].astype(np.float32) for name, value in components.items()})
+    # an .npz as np.savez_compressed writes it, at the fastest zlib level (noise barely compresses)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _description(seed, size_m, land, dates, missing_dates, pts, params, aoi, names):
@@ -802,7 +819,8 @@ def _description(seed, size_m, land, dates, missing_dates, pts, params, aoi, nam
         "bounds": [land.x0, land.y0, land.x0 + size_m, land.y0 + size_m],
         "centre_lon_lat": [lon, lat],
         "files": names,
-        "points": int(pts.n), "dates": int(dates.size), "first_date": str(dates[0]), "last_date": str(dates[-1]),
+        "points": int(pts.n), "dates": int(dates.size),
+        "first_date": str(dates[0]), "last_date": str(dates[-1]),
         "missing_acquisitions": [str(d) for d in missing_dates],
         "track": {"pass": "descending", "heading_deg": HEADING_DEG, "incidence_deg_at_centre": INCIDENCE_DEG},
         "maps": {"dem": {"cell_size_m": DEM_CELL_M, "margin_m": MAP_MARGIN_M},
@@ -813,5 +831,5 @@ def _description(seed, size_m, land, dates, missing_dates, pts, params, aoi, nam
         "truth_npz": "pid, x, y, dates (days since 1970), truth_mm [N,T] = sum of the *_mm process "
                      "components (aquifer, swelling, landslide, seismic, thermal, background); "
                      "atmosphere_mm and noise_mm; valid [N,T]; observed = truth + atmosphere + noise "
-                     "where valid; building_height_m, geology, soil per point",
+                     "where valid; building_height_m, geology, soil, land_cover per point",
     })

@@ -23,8 +23,10 @@ K = n_baselines):
     geology, soil  [B, S, S]        long class index, 0 = unknown, < n_*_classes
     baselines      [B, K, H, S, S]  baseline forecasts on the same scale as history
 
-returns [B, Q, H, S, S]: the quantiles of config.quantiles, non-decreasing along Q.
-`pinball_loss` scores it; `MMSTT.cov.gaussian_nll` is the auxiliary variography loss.
+returns [B, Q, H, S, S]: the quantiles of config.quantiles, non-decreasing along Q, on the
+scale of history. Training: pinball_loss(out, target, target_mask, config.quantiles), plus
+w * model.cov.gaussian_nll(field, grid_coords_m(S, cell_size_m), field_mask) on standardised
+detrended fields [B, S*S] so the kernel range is identified; optimise model.param_groups(wd).
 """
 from __future__ import annotations
 
@@ -241,6 +243,13 @@ class MMSTT(nn.Module):
 
     def variogram_range_m(self) -> float:
         return self.cov.range_m
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer groups: decay matrices only; biases, norms and the kernel's scalars never,
+        since decay would drag log-range toward 1 m and the strengths toward 0."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
     def forward(self, batch: dict) -> torch.Tensor:
         c = self.config

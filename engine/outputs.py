@@ -193,8 +193,8 @@ def plot_series(ax, example: dict, legend: bool = True) -> None:
 def plot_backtest(path, metrics: dict, examples: list) -> None:
     """PNG (150 dpi): RMSE against horizon per model on the left, example series on the right.
 
-    Reads metrics["models"][name]["rmse_mm"] against metrics["models"][name]["horizon_days"]
-    (or a shared metrics["horizon_days"]); the model named "mmstt" is drawn solid, others dashed.
+    Reads metrics["models"][name]["rmse_mm"] against metrics["horizons_days"] (the layout of
+    metrics.json); the model named "mmstt" is drawn solid, others dashed.
     """
     rows = max(len(examples), 1)
     fig = Figure(figsize=(13, max(4.5, 2.8 * rows)), dpi=150, layout="constrained")
@@ -202,8 +202,7 @@ def plot_backtest(path, metrics: dict, examples: list) -> None:
     grid = fig.add_gridspec(rows, 2 if examples else 1, width_ratios=[1, 1.6] if examples else None)
     ax = fig.add_subplot(grid[:, 0])
     for name, scores in metrics["models"].items():
-        horizon_days = scores.get("horizon_days", metrics.get("horizon_days"))
-        ax.plot(horizon_days, scores["rmse_mm"], "-o" if name == PRIMARY_MODEL else "--o",
+        ax.plot(metrics["horizons_days"], scores["rmse_mm"], "-o" if name == PRIMARY_MODEL else "--o",
                 linewidth=2 if name == PRIMARY_MODEL else 1.5, markersize=4,
                 color=MODEL_COLORS.get(name),
                 label=MODEL_LABELS.get(name, name))

@@ -233,7 +233,7 @@ def _csv_stream(path: Path):
                 xmls = [n for n in names if n.lower().endswith(".xml")]
                 same_stem = [n for n in xmls if Path(n).stem == Path(csvs[0]).stem]
                 xml_name = (same_stem or xmls or [None])[0]
-                xml_text = archive.read(xml_name).decode("utf-8", "replace") if xml_name else None
+                xml_text = _head(archive.open(xml_name)) if xml_name else None
                 with archive.open(csvs[0]) as raw:
                     n_lines = _count_data_lines(raw)
                 if archive.getinfo(csvs[0]).file_size == 0:
@@ -242,7 +242,7 @@ def _csv_stream(path: Path):
                     yield stream, Path(csvs[0]).name, xml_text, n_lines
         else:
             xml_path = path.with_suffix(".xml")
-            xml_text = xml_path.read_text("utf-8", "replace") if xml_path.is_file() else None
+            xml_text = _head(open(xml_path, "rb")) if xml_path.is_file() else None
             with open(path, "rb") as raw:
                 n_lines = _count_data_lines(raw)
             with open(path, "rb") as raw, _text(raw, path) as stream:
@@ -251,6 +251,12 @@ def _csv_stream(path: Path):
         raise InputError(f"{path}: not a valid zip archive.") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+
+
+def _head(raw) -> str:
+    """The start of an EGMS XML, where <product_level> is; the rest lists input images."""
+    with raw:
+        return raw.read(1 << 16).decode("utf-8", "replace")
 
 
 @contextmanager
@@ -285,10 +291,8 @@ def _detect_product(xml_text: str | None, names: list[str]) -> str:
         match = _PRODUCT_LEVEL.search(xml_text)
         if match and match.group(1).upper() in ("L2A", "L2B", "L3"):
             level = match.group(1).upper()
-    for name in names:
-        match = _EGMS_NAME.search(name)
-        if level is None and match:
-            level = match.group(1).upper()
+    if level is None:
+        level = next((m.group(1).upper() for m in map(_EGMS_NAME.search, names) if m), None)
     if level is None:
         return "generic"
     if level == "L3":

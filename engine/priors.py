@@ -15,7 +15,7 @@ from rasterio.features import rasterize
 from rasterio.warp import reproject, transform_bounds
 from shapely.geometry import box, shape
 
-from .crs import crs_string, same_crs, transform_xy
+from .crs import crs_string, same_crs, transform_geometry
 from .errors import InputError
 from .fileio import atomic_dir
 from .grid import Grid, grid_values
@@ -176,16 +176,15 @@ def _rasterize_classes(path: Path, field_name, grid: Grid, what: str, progress):
             classes = _class_names(f["properties"][field_name] for f in layer)
         code_of = {name: code for code, name in enumerate(classes, start=1)}
         check_cancel(progress)
-        window = transform_bounds(grid.crs, layer_crs, *grid.bounds, densify_pts=21)
-        grid_box = box(*grid.bounds)
+        window = _grid_window(grid, layer_crs)
         shapes = []
         with fiona.open(path, include_fields=[field_name]) as layer:
-            for feature in layer.filter(bbox=window):
+            for feature in layer.filter(bbox=window.bounds):
                 value = _class_name(feature["properties"][field_name])
                 if value is None or feature.geometry is None or "Polygon" not in feature.geometry.type:
                     continue
-                polygon = _to_grid_crs(shape(feature.geometry), layer_crs, grid.crs, label)
-                if polygon.intersects(grid_box):
+                polygon = _polygon_on_grid(shape(feature.geometry), window, layer_crs, grid, label)
+                if polygon is not None:
                     shapes.append((polygon, code_of[value]))
     except (FionaError, OSError) as exc:
         raise InputError(f"{label}: cannot be read ({str(exc).splitlines()[0]}).") from None
@@ -216,14 +215,26 @@ def _class_names(values) -> list[str]:
     return sorted({_class_name(v) for v in raw})
 
 
-def _to_grid_crs(geometry, layer_crs: str, grid_crs: str, label: str):
-    if same_crs(layer_crs, grid_crs):
-        return geometry
+def _grid_window(grid: Grid, layer_crs: str):
+    """The grid's extent in the layer's CRS, with a margin, as a box."""
+    x0, y0, x1, y1 = transform_bounds(grid.crs, layer_crs, *grid.bounds, densify_pts=21)
+    margin = 0.1 * max(x1 - x0, y1 - y0)
+    return box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
 
-    def project(coords: np.ndarray) -> np.ndarray:
-        return np.column_stack(transform_xy(coords[:, 0], coords[:, 1], layer_crs, grid_crs, label))
 
-    return shapely.transform(geometry, project)
+def _polygon_on_grid(polygon, window, layer_crs: str, grid: Grid, label: str):
+    """The part of a polygon near the grid, in the grid's CRS, or None if it misses the grid."""
+    if not polygon.is_valid:
+        polygon = shapely.make_valid(polygon)
+    near = polygon.intersection(window)
+    parts = [p for p in shapely.get_parts(near) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return None
+    near = shapely.union_all(parts)
+    if not same_crs(layer_crs, grid.crs):
+        step = max(window.bounds[2] - window.bounds[0], window.bounds[3] - window.bounds[1]) / 256
+        near = transform_geometry(near, layer_crs, grid.crs, label, max_segment=step)
+    return near if near.intersects(box(*grid.bounds)) else None
 
 
 # ---------------------------------------------------------------------------- GeoTIFFs

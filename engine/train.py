@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .model import MMSTT, ModelConfig, pinball_loss, time_features
+from .model import MMSTT, ModelConfig, grid_coords_m, pinball_loss, time_features
 from .progress import check_cancel
 
 STEP_DAYS = 6
@@ -270,12 +270,12 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
     seen_by_training = area.until(cut)           # training targets never reach the validation period
 
     model = MMSTT(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    opt = torch.optim.AdamW(model.param_groups(options.weight_decay), lr=options.learning_rate)  # no decay on the range
     total_steps = options.epochs * options.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, options.learning_rate, total_steps=total_steps,
                                                 pct_start=0.15)
     amp = device == "cuda"
-    coords = grid_cells_m(S, config.cell_size_m).to(device)
+    coords = grid_coords_m(S, config.cell_size_m).to(device)
 
     val_examples = [(t, a) for a in val_anchors for t in tiles]
     val_batches = [make_batch(area, [t for t, _ in chunk], [a for _, a in chunk], config, scale_mm, True)
@@ -327,12 +327,6 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
                 "validation_from": str(area.dates[cut]), "seconds": time.perf_counter() - started,
                 "options": asdict(options)}
     return TrainedModel(model, scale_mm, device, log_info)
-
-
-def grid_cells_m(S: int, cell_size_m: float) -> torch.Tensor:
-    c = (torch.arange(S, dtype=torch.float32) - (S - 1) / 2) * cell_size_m
-    row, col = torch.meshgrid(c, c, indexing="ij")
-    return torch.stack([col.flatten(), -row.flatten()], 1)
 
 
 def chunks(items: list, size: int):

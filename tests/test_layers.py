@@ -117,8 +117,10 @@ def _qdt(day):
 
 def test_add_result_layers_group_styles_temporal(result_dir, qgis_new_project, qgis_canvas):
     project = QgsProject.instance()
-    aoi = "EPSG:3035;POLYGON((4500000 1799000,4501200 1799000,4501200 1800000,4500000 1800000,4500000 1799000))"
-    result = layers.add_result_layers(str(result_dir), "Test AOI \u2013 2025-01-01", project, aoi_geometry=aoi)
+    aoi = ("EPSG:3035;POLYGON((4500000 1799000,4501200 1799000,4501200 1800000,"
+           "4500000 1800000,4500000 1799000))")
+    result = layers.add_result_layers(str(result_dir), "Test AOI \u2013 2025-01-01", project,
+                                      aoi_geometry=aoi)
 
     group = project.layerTreeRoot().findGroup("Test AOI \u2013 2025-01-01")
     assert group is not None and result["group"] is group
@@ -137,6 +139,7 @@ def test_add_result_layers_group_styles_temporal(result_dir, qgis_new_project, q
     ranges = result["points"].renderer().ranges()
     assert _reddish(ranges[0].symbol().color()) and _blueish(ranges[-1].symbol().color())
     assert result["aoi"].featureCount() == 1 and result["aoi"].crs().authid() == "EPSG:3035"
+    assert result["aoi"].source().startswith(str(result_dir))  # a file, so a saved project keeps it
 
     for key in ("forecast", "interval90", "exceedance"):
         props = result[key].temporalProperties()
@@ -161,3 +164,31 @@ def test_add_result_layers_group_styles_temporal(result_dir, qgis_new_project, q
     finally:
         switcher.stop()
         qgis_canvas.setTemporalRange(QgsDateTimeRange(QDateTime(), QDateTime()))
+
+
+def test_temporal_controller_scrubs_bands(result_dir, qgis_new_project):
+    """The whole chain as in QGIS: controller frame -> canvas range -> band shown."""
+    from qgis.core import QgsTemporalNavigationObject
+    from qgis.gui import QgsMapCanvas
+
+    project = QgsProject.instance()
+    result = layers.add_result_layers(str(result_dir), "scrub", project)
+    # a canvas of its own: the session canvas must not keep a pointer to this controller
+    navigation = QgsTemporalNavigationObject()
+    qgis_canvas = QgsMapCanvas()
+    qgis_canvas.setTemporalController(navigation)
+    switcher = layers.TemporalBandSwitcher(qgis_canvas, project)
+    try:
+        assert layers.sync_temporal_controller(qgis_canvas, project)
+        assert navigation.navigationMode() == QgsTemporalNavigationObject.Animated
+        assert navigation.totalFrameCount() == len(DATES)
+        assert navigation.currentFrameNumber() == len(DATES) - 1
+        assert result["forecast"].renderer().band() == len(DATES)
+        for frame in range(len(DATES)):
+            navigation.setCurrentFrameNumber(frame)
+            assert qgis_canvas.temporalRange().begin().date().toPyDate() == DATES[frame]
+            assert result["forecast"].renderer().band() == frame + 1
+            assert result["interval90"].renderer().band() == frame + 1
+    finally:
+        switcher.stop()
+        qgis_canvas.deleteLater()

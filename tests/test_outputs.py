@@ -171,8 +171,8 @@ def example_series(label, seed):
 
 def test_plot_backtest_writes_a_non_blank_png(tmp_path):
     horizons = [30, 90, 180, 365]
-    metrics = {"horizon_days": horizons, "models": {  # per-model horizons override the shared ones
-        "mmstt": {"horizon_days": horizons, "rmse_mm": [1.0, 1.8, 2.5, 3.9]},
+    metrics = {"horizons_days": horizons, "models": {
+        "mmstt": {"rmse_mm": [1.0, 1.8, 2.5, 3.9]},
         "timefn": {"rmse_mm": [1.2, 2.4, 3.5, 5.5]},
         "persistence": {"rmse_mm": [1.5, 3.0, 5.0, np.nan]},
     }}

@@ -40,7 +40,7 @@ EXPECTED_PARAMS = {
                                    "CELL_SIZE", "OUTPUT_FOLDER"},
 }
 # Small enough for two shared cores: 3 km demo, 200 m cells, a few epochs.
-QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 2, "SEED": 0}
+QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 1, "SEED": 0}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,9 @@ def test_demodata_writes_the_demo(tiny_demo):
     assert QgsRasterLayer(result["DEM"], "dem", "gdal").isValid()
 
 
-def test_forecast_runs_and_writes_its_files(tiny_demo, tmp_path):
+@pytest.fixture(scope="module")
+def forecast_run(tiny_demo, tmp_path_factory):
+    """One real forecast through processing.run, shared by the tests that read its output."""
     import processing
 
     demo, _ = tiny_demo
@@ -117,7 +119,7 @@ def test_forecast_runs_and_writes_its_files(tiny_demo, tmp_path):
     aoi_file = QgsVectorLayer(str(demo / "aoi.geojson"), "aoi", "ogr")
     memory = aoi_file.materialize(QgsFeatureRequest())
     QgsProject.instance().addMapLayer(memory)
-    messages = []
+    messages, progress = [], []
 
     class Feedback(QgsProcessingFeedback):
         def pushInfo(self, info):
@@ -125,14 +127,18 @@ def test_forecast_runs_and_writes_its_files(tiny_demo, tmp_path):
             super().pushInfo(info)
 
     feedback = Feedback()
-    progress = []
     feedback.progressChanged.connect(progress.append)
-    params = {**_demo_inputs(demo), **QUICK, "AOI": memory.id(), "OUTPUT_FOLDER": str(tmp_path / "fc")}
+    out = tmp_path_factory.mktemp("forecast") / "fc"
+    params = {**_demo_inputs(demo), **QUICK, "AOI": memory.id(), "OUTPUT_FOLDER": str(out)}
     try:
         result = processing.run("groundcast:forecast", params, feedback=feedback)
     finally:
         QgsProject.instance().removeMapLayer(memory.id())
-    out = tmp_path / "fc"
+    return out, result, messages, progress
+
+
+def test_forecast_runs_and_writes_its_files(forecast_run):
+    out, result, messages, progress = forecast_run
     for name in FORECAST_FILES:
         assert (out / name).is_file(), name
     assert Path(result["OUTPUT_FOLDER"]) == out
@@ -142,7 +148,22 @@ def test_forecast_runs_and_writes_its_files(tiny_demo, tmp_path):
     assert progress and max(progress) == pytest.approx(100, abs=1)
     assert messages  # the engine's progress messages reach the log
     summary = json.loads((out / "summary.json").read_text())
-    assert summary  # written by the engine, read by the report
+    assert summary["inputs"]["aoi"].endswith(".gpkg")  # the memory AOI went as a temporary GeoPackage
+    assert summary["inputs"]["cell_size_m"] == 200
+
+
+def test_report_from_a_real_forecast(forecast_run, tmp_path):
+    from groundcast.ui import layers, report
+
+    out, _, _, _ = forecast_run
+    project = QgsProject()
+    result = layers.add_result_layers(str(out), "GroundCast", project=project)
+    summary = json.loads((out / "summary.json").read_text())
+    example = report.load_series_example(str(out / "series.npz"))
+    layout = report.build_report(project, result, str(tmp_path), None, example, None, summary)
+    report.export_report(layout, str(tmp_path / "report.pdf"), str(tmp_path / "report.png"))
+    assert (tmp_path / "report.pdf").stat().st_size > 10_000
+    assert project.layoutManager().layoutByName(layout.name()) is layout
 
 
 def test_backtest_runs_and_writes_metrics(tiny_demo, tmp_path):

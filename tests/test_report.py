@@ -52,14 +52,16 @@ def write_synthetic_outputs(out):
     col = ((px - X0) / CELL).astype(int)
     row = ((Y0 - py) / CELL).astype(int)
     fc_last = bowl[row, col] * 1.2
-    schema = {"geometry": "Point", "properties": {"pid": "str", "velocity_mm_yr": "float", "forecast_mm": "float",
-                                                  "p_exceed": "float", "horizon_date": "str"}}
+    schema = {"geometry": "Point", "properties": {"pid": "str", "velocity_mm_yr": "float",
+                                                  "forecast_mm": "float", "p_exceed": "float",
+                                                  "horizon_date": "str"}}
     with fiona.open(out / "points.gpkg", "w", driver="GPKG", layer="points", crs="EPSG:3035",
                     schema=schema) as dst:
         for i in range(n):
             dst.write({"geometry": {"type": "Point", "coordinates": (px[i], py[i])},
                        "properties": {"pid": f"P{i:03d}", "velocity_mm_yr": float(fc_last[i] / 5),
-                                      "forecast_mm": float(fc_last[i]), "p_exceed": float(min(1, -fc_last[i] / 30)),
+                                      "forecast_mm": float(fc_last[i]),
+                                      "p_exceed": float(min(1, -fc_last[i] / 30)),
                                       "horizon_date": FC[-1].isoformat()}})
     t_obs = np.arange(len(OBS)) / 60.0
     obs = fc_last[:, None] * t_obs[None, :] * 0.8 + rng.normal(0, 1.0, (n, len(OBS)))
@@ -70,18 +72,19 @@ def write_synthetic_outputs(out):
         dates_obs=np.array(OBS, dtype="datetime64[D]").astype(np.int64), obs_mm=obs.astype("float32"),
         dates_fc=np.array(FC, dtype="datetime64[D]").astype(np.int64), q05_mm=q50 - 4, q50_mm=q50,
         q95_mm=q50 + 4, timefn_mm=q50 * 0.9, persistence_mm=np.repeat(obs[:, -1:], len(FC), axis=1))
-    summary = {"inputs": {"threshold_mm": -10.0, "aoi": None}, "threshold_mm": -10.0,
+    summary = {"inputs": {"threshold_mm": -10.0, "aoi": None, "points": "demo.csv"}, "n_points": n,
+               "observed_from": OBS[0].isoformat(), "observed_to": OBS[-1].isoformat(),
+               "forecast_dates": [d.isoformat() for d in FC],
                "grid": {"crs": "EPSG:3035", "width": W, "height": H, "cell_size_m": CELL},
-               "model": {"epochs": 40}, "variogram_range_m": 612.5, "device": "cpu",
-               "timings": {"train_s": 12.3}, "dates": {"first_obs": OBS[0].isoformat(),
-                                                       "last_obs": OBS[-1].isoformat()},
+               "variogram_range_m": 612.5, "device": "cpu", "training": {"epochs_run": 40, "seconds": 12.3},
                "attribution": "Contains modified Copernicus EGMS data"}
     (out / "summary.json").write_text(json.dumps(summary))
-    horizons = [30, 90, 180, 365]
-    metrics = {"holdout_days": 365, "horizon_days": horizons,
-               "models": {"mmstt": {"rmse_mm": [1.1, 1.9, 2.8, 4.0], "coverage90": 0.88, "crps_mm": 1.2},
+    metrics = {"horizons_days": [12, 90, 180, 365],
+               "models": {"mmstt": {"rmse_mm": [1.1, 1.9, 2.8, 4.0]},
                           "persistence": {"rmse_mm": [1.5, 3.2, 5.5, 9.1]},
-                          "timefn": {"rmse_mm": [1.3, 2.4, 3.6, 5.2], "crps_mm": 1.9}}}
+                          "timefn": {"rmse_mm": [1.3, 2.4, 3.6, 5.2]}},
+               "mmstt_coverage90": 0.88, "mmstt_crps_mm": 1.2, "device": "cpu",
+               "epochs_held_out": ["2021-01-05", "2021-12-31"]}
     (out / "metrics.json").write_text(json.dumps(metrics))
     return summary, metrics
 
@@ -159,13 +162,15 @@ def test_report_without_backtest_or_series(synthetic_run, qgis_app):
                                  when=FC[2].isoformat())
     assert layout.name() == "My report"
     assert any("no backtest" in " ".join(r) for r in report.skill_table(None)[1])
-    fixed = [lyr for lyr in project.mapLayers().values() if lyr.name() == f"Forecast on {FC[2].isoformat()} (report map)"]
+    name = f"Forecast on {FC[2].isoformat()} (report map)"
+    fixed = [lyr for lyr in project.mapLayers().values() if lyr.name() == name]
     assert fixed and fixed[0].renderer().band() == 3
 
 
 def test_skill_table_reads_metrics_layout():
-    _, rows = report.skill_table({"horizon_days": [30, 365],
-                                  "models": {"mmstt": {"rmse_mm": [1.0, 4.0], "coverage90": 0.9},
-                                             "persistence": {"rmse_mm": [2.0, 8.0]}}})
-    assert rows[0] == ["RMSE 30 d (mm)", "1.00", "2.00"]
-    assert rows[-1] == ["90% coverage", "0.90", "–"]
+    headers, rows = report.skill_table({"horizons_days": [30, 365], "mmstt_coverage90": 0.9,
+                                         "models": {"persistence": {"rmse_mm": [2.0, 8.0]},
+                                                    "mmstt": {"rmse_mm": [1.0, 4.0]}}})
+    assert headers == ["Score", "MM-STT", "Persistence"]
+    assert rows[0] == ["RMSE at 30 days (mm)", "1.00", "2.00"]
+    assert rows[-1] == ["90% interval coverage", "0.90", "–"]

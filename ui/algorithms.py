@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 from qgis.core import (
     QgsProcessing,
@@ -47,14 +48,23 @@ def tr(text: str) -> str:
 class FeedbackProgress:
     """The engine's Progress protocol on top of a QgsProcessingFeedback."""
 
+    LOG_EVERY_S = 5.0
+
     def __init__(self, feedback):
         self.feedback = feedback
-        self._last_message = None
+        self._last_topic = None
+        self._last_logged = 0.0
 
     def progress(self, fraction: float, message: str) -> None:
         self.feedback.setProgress(100.0 * min(max(fraction, 0.0), 1.0))
-        if message and message != self._last_message:  # the engine repeats messages per epoch
-            self._last_message = message
+        if not message:
+            return
+        self.feedback.setProgressText(message)
+        # training reports every step ("epoch 3/24, loss ..."): log a new topic, else now and then
+        topic = message.split(",")[0]
+        now = time.monotonic()
+        if topic != self._last_topic or now - self._last_logged >= self.LOG_EVERY_S:
+            self._last_topic, self._last_logged = topic, now
             self.feedback.pushInfo(message)
 
     def should_cancel(self) -> bool:
@@ -127,7 +137,8 @@ class GroundCastAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(param)
 
     def _add_prior_params(self):
-        self.addParameter(QgsProcessingParameterRasterLayer("DEM", tr("DEM (elevation prior)"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "DEM", tr("DEM (elevation prior)"), optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "GEOLOGY", tr("Geology polygons"), [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterField(
@@ -306,7 +317,7 @@ class ForecastAlgorithm(_ModelAlgorithm):
         from ..engine.pipeline import run_forecast
 
         config = self.run_config(inputs, parameters, context)
-        run_forecast(config, progress)
+        run_forecast(config, progress, log=feedback.pushInfo)
         out = config.out_dir
         results = {"OUTPUT_FOLDER": out, "SUMMARY": os.path.join(out, "summary.json"),
                    "POINTS": os.path.join(out, "points.gpkg") + "|layername=points"}
@@ -346,7 +357,7 @@ class BacktestAlgorithm(_ModelAlgorithm):
         from ..engine.pipeline import run_backtest
 
         config = self.run_config(inputs, parameters, context)
-        metrics = run_backtest(config, progress)
+        metrics = run_backtest(config, progress, log=feedback.pushInfo)
         feedback.pushInfo(json.dumps(metrics, indent=1, default=str)[:4000])
         out = config.out_dir
         return {"OUTPUT_FOLDER": out, "METRICS": os.path.join(out, "metrics.json"),
@@ -377,7 +388,8 @@ class DemoDataAlgorithm(GroundCastAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer("DEM", tr("Demo DEM")))
         self.addOutput(QgsProcessingOutputVectorLayer("GEOLOGY", tr("Demo geology"),
                                                       QgsProcessing.TypeVectorPolygon))
-        self.addOutput(QgsProcessingOutputVectorLayer("SOIL", tr("Demo soil"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputVectorLayer("SOIL", tr("Demo soil"),
+                                                      QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputVectorLayer("AOI", tr("Demo area of interest"),
                                                       QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputFile("TRUTH", tr("True displacement (NPZ)")))
@@ -405,8 +417,8 @@ class RasterizePriorsAlgorithm(GroundCastAlgorithm):
     RASTERS = {"ELEVATION": "Elevation (m)", "SLOPE": "Slope (degrees)", "ASPECT": "Aspect (degrees)",
                "GEOLOGY_RASTER": "Geology classes", "SOIL_RASTER": "Soil classes"}
     # outputs may not share names with the GEOLOGY/SOIL inputs
-    OUTPUT_KEYS = {"elevation": "ELEVATION", "slope": "SLOPE", "aspect": "ASPECT", "geology": "GEOLOGY_RASTER",
-                   "soil": "SOIL_RASTER"}
+    OUTPUT_KEYS = {"elevation": "ELEVATION", "slope": "SLOPE", "aspect": "ASPECT",
+                   "geology": "GEOLOGY_RASTER", "soil": "SOIL_RASTER"}
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFeatureSource(

@@ -81,7 +81,7 @@ SETTINGS = "groundcast/"
 SOURCE_FILE_KEY = "groundcast/source_file"
 DATE_FIELD = re.compile(r"^D?(\d{4})(\d{2})(\d{2})$")
 DEVICES = [("Auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda")]
-MODEL_ROWS = [("mmstt", "MM-STT"), ("persistence", "Persistence"), ("timefn", "Time function")]
+MODEL_ROWS = [("mmstt", "MM-STT"), ("persistence", "Persistence"), ("timefn", "Time fn")]
 
 
 class UserError(Exception):
@@ -103,11 +103,9 @@ def date_fields(layer) -> list:
     return sorted(dates)
 
 
-def _csv_header(path: str, opener=open) -> list:
-    with opener(path) as handle:
-        line = handle.readline()
-    if isinstance(line, bytes):
-        line = line.decode("utf-8", "replace")
+def _csv_header(path: str, opener=None) -> list:
+    with (opener or (lambda p: open(p, "rb")))(path) as handle:
+        line = handle.readline(1 << 20).decode("utf-8", "replace")
     return [h.strip().strip('"').lower() for h in line.split(",")]
 
 
@@ -116,6 +114,8 @@ def load_egms_layer(path: str) -> QgsVectorLayer:
     path = os.path.abspath(path)
     name = Path(path).stem
     suffix = Path(path).suffix.lower()
+    if suffix not in (".zip", ".csv"):
+        raise UserError(f"{Path(path).name} is not an EGMS download (.csv or .zip).")
     if suffix == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
@@ -126,8 +126,9 @@ def load_egms_layer(path: str) -> QgsVectorLayer:
         except zipfile.BadZipFile as exc:
             raise UserError(f"{Path(path).name} is not a readable zip file ({exc}).") from exc
         x, y, crs = _xy_fields(header, path)
-        uri = (f"/vsizip/{path}/{members[0]}|option:X_POSSIBLE_NAMES={x}|option:Y_POSSIBLE_NAMES={y}"
-               "|option:AUTODETECT_TYPE=YES")
+        # HEADERS=YES: GDAL's header guess fails when most column names are numbers (the dates)
+        uri = (f"/vsizip/{path}/{members[0]}|option:HEADERS=YES|option:X_POSSIBLE_NAMES={x}"
+               f"|option:Y_POSSIBLE_NAMES={y}|option:AUTODETECT_TYPE=YES")
         layer = QgsVectorLayer(uri, name, "ogr")
         layer.setCrs(QgsCoordinateReferenceSystem(crs))  # CSV carries no CRS of its own
     else:
@@ -175,7 +176,8 @@ def _layer_to_path(layer, tmp_dir: str) -> str:
     try:
         return layer_to_path(layer, tmp_dir)
     except LayerExportError as exc:
-        raise UserError(f"Layer \u201c{layer.name()}\u201d could not be handed to the engine: {exc}.") from exc
+        raise UserError(f"Layer \u201c{layer.name()}\u201d could not be handed to the engine: {exc}.") \
+            from exc
 
 
 def _nice_area(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem) -> str:
@@ -186,6 +188,14 @@ def _nice_area(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem) -> str:
     measure.setEllipsoid(QgsProject.instance().ellipsoid() or "EPSG:7030")
     km2 = measure.measureArea(geometry) / 1e6
     return f"{km2:.2f} km\u00b2" if km2 < 100 else f"{km2:,.0f} km\u00b2"
+
+
+def _narrow(combo):
+    """Long layer names must not widen the dock: the combo elides instead."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+    return combo
 
 
 class GroundCastDock(QgsDockWidget):
@@ -216,6 +226,7 @@ class GroundCastDock(QgsDockWidget):
         self._build_ui()
         self._restore_settings()
         self._on_points_changed()
+        self.set_aoi(None, None, "")
         self.refresh_dependencies()
 
     # ===================================================================== building the UI
@@ -288,7 +299,7 @@ class GroundCastDock(QgsDockWidget):
         # -- inputs
         inputs = QGroupBox("Inputs")
         form = self._form()
-        self.points_combo = QgsMapLayerComboBox()
+        self.points_combo = _narrow(QgsMapLayerComboBox())
         self.points_combo.setFilters(QgsMapLayerProxyModel.PointLayer)
         self.points_combo.setAllowEmptyLayer(True)
         self.points_combo.layerChanged.connect(self._on_points_changed)
@@ -296,15 +307,15 @@ class GroundCastDock(QgsDockWidget):
         open_button.setToolTip("Load an EGMS download (.csv or .zip) as a point layer")
         open_button.clicked.connect(self._open_points_dialog)
         self.open_points_button = open_button
-        points_row = QHBoxLayout()
-        points_row.addWidget(self.points_combo, 1)
-        points_row.addWidget(open_button)
-        form.addRow("EGMS points", points_row)
+        form.addRow("EGMS points", self.points_combo)
         self.points_info = QLabel()
         self.points_info.setWordWrap(True)
-        form.addRow(self.points_info)
+        points_row = QHBoxLayout()
+        points_row.addWidget(self.points_info, 1)
+        points_row.addWidget(open_button, 0, Qt.AlignTop)
+        form.addRow(points_row)
 
-        self.dem_combo = QgsMapLayerComboBox()
+        self.dem_combo = _narrow(QgsMapLayerComboBox())
         self.dem_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.dem_combo.setAllowEmptyLayer(True)
         form.addRow("DEM (optional)", self.dem_combo)
@@ -340,7 +351,7 @@ class GroundCastDock(QgsDockWidget):
         grid.addWidget(self.clear_aoi_button, 1, 1)
         aoi_layout.addLayout(grid)
         aoi_form = self._form()
-        self.aoi_layer_combo = QgsMapLayerComboBox()
+        self.aoi_layer_combo = _narrow(QgsMapLayerComboBox())
         self.aoi_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         aoi_form.addRow("Polygon layer", self.aoi_layer_combo)
         aoi_layout.addLayout(aoi_form)
@@ -382,7 +393,8 @@ class GroundCastDock(QgsDockWidget):
         self.threshold_spin.setRange(-1000, 1000)
         self.threshold_spin.setDecimals(1)
         self.threshold_spin.setSuffix(" mm")
-        self.threshold_spin.setToolTip("Negative: probability of subsiding past it; positive: of rising past it")
+        self.threshold_spin.setToolTip("Negative: probability of subsiding past it; "
+                                       "positive: of rising past it")
         form.addRow("Exceedance threshold", self.threshold_spin)
         self.device_combo = QComboBox()
         for label, value in DEVICES:
@@ -392,7 +404,10 @@ class GroundCastDock(QgsDockWidget):
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_widget.setDialogTitle("Folder for GroundCast runs")
         self.output_widget.setToolTip("Each run writes a new sub-folder here")
-        form.addRow("Output folder", self.output_widget)
+        out_label = QLabel("Output folder (each run adds a sub-folder)")
+        out_label.setWordWrap(True)
+        form.addRow(out_label)
+        form.addRow(self.output_widget)
         params.setLayout(form)
         layout.addWidget(params)
 
@@ -417,11 +432,11 @@ class GroundCastDock(QgsDockWidget):
         return page
 
     def _polygon_with_field(self):
-        combo = QgsMapLayerComboBox()
+        combo = _narrow(QgsMapLayerComboBox())
         combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         combo.setAllowEmptyLayer(True)
         combo.setLayer(None)
-        field = QgsFieldComboBox()
+        field = _narrow(QgsFieldComboBox())
         field.setFilters(QgsFieldProxyModel.String | QgsFieldProxyModel.Int | QgsFieldProxyModel.LongLong)
 
         def changed(layer):
@@ -585,7 +600,8 @@ class GroundCastDock(QgsDockWidget):
         self.install_progress.setVisible(False)
         bar = self.iface.messageBar()
         if ok:
-            bar.pushMessage("GroundCast", "Python packages installed; restart QGIS to use them.", Qgis.Success, 10)
+            bar.pushMessage("GroundCast", "Python packages installed; restart QGIS to use them.",
+                            Qgis.Success, 10)
         elif task is not None and task.error:
             bar.pushMessage("GroundCast", f"Installing packages failed: {task.error} (details in the log).",
                             Qgis.Critical, 10)
@@ -689,7 +705,8 @@ class GroundCastDock(QgsDockWidget):
             self._error("The selected features have no polygon geometry.", Qgis.Warning)
             return
         count = layer.selectedFeatureCount()
-        self.set_aoi(geometry, layer.crs(), f"{layer.name()} ({count} selected)" if count > 1 else layer.name())
+        name = f"{layer.name()} ({count} selected)" if count > 1 else layer.name()
+        self.set_aoi(geometry, layer.crs(), name)
 
     def use_canvas_extent(self) -> None:
         extent = self.canvas.extent()
@@ -770,7 +787,8 @@ class GroundCastDock(QgsDockWidget):
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             self._error(f"The GroundCast engine could not be prepared ({type(exc).__name__}: {exc}).")
             return None
-        self.run_params = dict(params, kind=kind, aoi_name=self.aoi_name or self.points_combo.currentLayer().name())
+        aoi_name = self.aoi_name or self.points_combo.currentLayer().name()
+        self.run_params = dict(params, kind=kind, aoi_name=aoi_name)
         task = task_module.EngineTask(kind, config, message_bar=self.iface.messageBar(),
                                       description=f"GroundCast {kind}")
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
@@ -822,7 +840,8 @@ class GroundCastDock(QgsDockWidget):
                 self.show_forecast(out_dir, params)
         except Exception as exc:  # noqa: BLE001 (results exist on disk; say where)
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
-            self._error(f"The run finished but its results could not be shown ({exc}); they are in {out_dir}.")
+            self._error(f"The run finished but its results could not be shown ({exc}); "
+                        f"they are in {out_dir}.")
             self.status_label.setText(f"Finished; results in {out_dir}.")
 
     # ===================================================================== results
@@ -847,8 +866,8 @@ class GroundCastDock(QgsDockWidget):
         self.result_label.setText(f"Forecast written to <a href='{url}'>{out_dir}</a>. Scrub the dates with "
                                   "the Temporal Controller.")
         self.status_label.setText("Forecast done; layers added.")
-        self.iface.messageBar().pushMessage("GroundCast", f"Forecast ready: layers added in \u201c{name}\u201d.",
-                                            Qgis.Success, 6)
+        self.iface.messageBar().pushMessage(
+            "GroundCast", f"Forecast ready: layers added in \u201c{name}\u201d.", Qgis.Success, 6)
         self.backtest_box.setVisible(False)
         return layers
 
@@ -871,17 +890,23 @@ class GroundCastDock(QgsDockWidget):
     def fill_metrics_table(self, metrics: dict) -> None:
         horizons = metrics.get("horizons_days") or metrics.get("horizon_days") or []
         models = metrics.get("models", {})
-        headers = [f"RMSE {h} d\n(mm)" for h in horizons] + ["Coverage\n90%", "CRPS\n(mm)", "Range\n(m)"]
+        headers = [(f"{h} d", f"RMSE in mm, {h} days ahead") for h in horizons] + [
+            ("Cov.", "Share of held-out values inside MM-STT's 90% interval (ideal 0.90)"),
+            ("CRPS", "Continuous ranked probability score of MM-STT, mm (lower is better)"),
+            ("Range", "Correlation range MM-STT learned from the data, metres")]
         table = self.metrics_table
         table.clear()
         table.setRowCount(len(MODEL_ROWS))
         table.setColumnCount(len(headers))
-        table.setHorizontalHeaderLabels(headers)
+        for col, (text, tip) in enumerate(headers):
+            item = QTableWidgetItem(text)
+            item.setToolTip(tip)
+            table.setHorizontalHeaderItem(col, item)
         table.setVerticalHeaderLabels([label for _, label in MODEL_ROWS])
         best = {}
         for col in range(len(horizons)):
-            values = [models.get(key, {}).get("rmse_mm", [None] * len(horizons))[col] for key, _ in MODEL_ROWS]
-            finite = [v for v in values if isinstance(v, (int, float))]
+            values = [(models.get(key, {}).get("rmse_mm") or [])[col:col + 1] for key, _ in MODEL_ROWS]
+            finite = [v[0] for v in values if v and isinstance(v[0], (int, float))]
             best[col] = min(finite) if finite else None
         for row, (key, _) in enumerate(MODEL_ROWS):
             rmse = models.get(key, {}).get("rmse_mm") or []
@@ -903,16 +928,26 @@ class GroundCastDock(QgsDockWidget):
                 item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 table.setItem(row, len(horizons) + offset, item)
         table.resizeColumnsToContents()
-        table.setFixedHeight(table.horizontalHeader().height() + sum(table.rowHeight(r) for r in
-                                                                      range(table.rowCount())) + 4)
+        table.resizeRowsToContents()
+        # all three rows visible, plus room for the horizontal scroll bar of a narrow dock
+        header = table.horizontalHeader().sizeHint().height()
+        rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+        table.setFixedHeight(header + rows + table.horizontalScrollBar().sizeHint().height()
+                             + 2 * table.frameWidth() + 2)
         parts = []
+        extras = [(metrics.get("mmstt_coverage90"), "90% coverage {:.2f}"),
+                  (metrics.get("mmstt_crps_mm"), "CRPS {:.2f} mm"),
+                  (metrics.get("variogram_range_m"), "correlation range {:,.0f} m")]
+        summary = [fmt.format(v) for v, fmt in extras if isinstance(v, (int, float))]
+        if summary:
+            parts.append("MM-STT " + ", ".join(summary))
         for key, label in (("n_points", "points"), ("n_epochs_train", "training epochs")):
             if isinstance(metrics.get(key), (int, float)):
                 parts.append(f"{metrics[key]:,} {label}")
         if metrics.get("device"):
             parts.append(f"device {metrics['device']}")
-        self.metrics_note.setText("Lower RMSE is better; bold marks the best per horizon. "
-                                  + (", ".join(parts) + "." if parts else ""))
+        self.metrics_note.setText("RMSE in mm at each horizon (lower is better, bold is the best). "
+                                  + ("; ".join(parts) + "." if parts else ""))
 
     def _scale_backtest_image(self) -> None:
         if self._backtest_pixmap is None or self._backtest_pixmap.isNull():
@@ -935,7 +970,11 @@ class GroundCastDock(QgsDockWidget):
             self._restore_tool()
 
     def _on_pick(self, point, _button=None) -> None:
-        self.show_series_at(QgsPointXY(point), self.canvas.mapSettings().destinationCrs())
+        try:
+            self.show_series_at(QgsPointXY(point), self.canvas.mapSettings().destinationCrs())
+        except Exception as exc:  # noqa: BLE001 (a slot must not raise into QGIS)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            self._error(f"The time series could not be drawn ({type(exc).__name__}); details are in the log.")
 
     def show_series_at(self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> bool:
         """Plot the point nearest to `point` (within ~8 pixels), else the forecast cell under it."""
@@ -946,7 +985,10 @@ class GroundCastDock(QgsDockWidget):
         offset = QgsPointXY(point.x() + 8 * self.canvas.mapUnitsPerPixel(), point.y())
         tolerance = here.distance(transform.transform(offset))
         index = self.series.nearest(here.x(), here.y(), tolerance)
-        example = self.series.example(index) if index is not None else self.series.cell_example(here.x(), here.y())
+        if index is not None:
+            example = self.series.example(index)
+        else:
+            example = self.series.cell_example(here.x(), here.y())
         if example is None:
             self.status_label.setText("No forecast there: click inside the forecast grid.")
             return False
@@ -960,9 +1002,15 @@ class GroundCastDock(QgsDockWidget):
             return
         feature = layer.getFeature(selected[0])
         index = self.series.index_of(feature["pid"]) if feature.fields().indexOf("pid") >= 0 else None
-        if index is not None:
+        if index is None:
+            return
+        try:
             self.plot.show_example(self.series.example(index))
-            self.tabs.setCurrentIndex(1)
+        except Exception as exc:  # noqa: BLE001
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            self._error(f"The time series could not be drawn ({type(exc).__name__}); details are in the log.")
+            return
+        self.tabs.setCurrentIndex(1)
 
     # ===================================================================== misc
     def _error(self, message: str, level=Qgis.Critical) -> None:

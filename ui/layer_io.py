@@ -54,7 +54,8 @@ def plain_file(layer) -> str | None:
         if not os.path.isfile(path) or os.path.splitext(path)[1].lower() not in VECTOR_SUFFIXES:
             return None
         # the engine opens a file's first layer; a named layer among several needs exporting
-        if (parts.get("layerName") or parts.get("layerId") not in (None, 0, "")) and _ogr_layer_count(path) > 1:
+        named = parts.get("layerName") or parts.get("layerId") not in (None, 0, "")
+        if named and _ogr_layer_count(path) > 1:
             return None
         return path
     return None

@@ -199,7 +199,7 @@ def style_points(layer: QgsVectorLayer, vmax: float | None = None, field: str = 
         lower = low if i == 0 else edges[i]
         upper = high if i == n - 1 else edges[i + 1]
         symbol = QgsMarkerSymbol.createSimple({"name": "circle", "size": "2.2",
-                                               "outline_color": "60,60,60,160", "outline_width": "0.15"})
+                                               "outline_color": "40,40,40,220", "outline_width": "0.2"})
         symbol.setColor(ramp.color((i + 0.5) / n))
         if i == 0:
             label = f"< {_fmt(edges[1])} mm"
@@ -395,9 +395,9 @@ def _read_summary(out_dir: Path) -> dict:
         return {}
 
 
-def _aoi_layer(aoi_geometry, crs: QgsCoordinateReferenceSystem, summary: dict):
-    """A memory layer with the AOI outline, or None. Accepts QgsGeometry (results' CRS),
-    WKT text optionally prefixed "EPSG:xxxx;" (RunConfig.aoi's form) or a polygon file path."""
+def _aoi_layer(aoi_geometry, crs: QgsCoordinateReferenceSystem, summary: dict, out_dir: Path):
+    """The AOI outline layer, or None. Accepts QgsGeometry (results' CRS), WKT text optionally
+    prefixed "EPSG:xxxx;" (RunConfig.aoi's form) or a polygon file path; None reads summary.json."""
     if aoi_geometry is None:
         aoi_geometry = (summary.get("inputs") or {}).get("aoi") if isinstance(summary, dict) else None
     if aoi_geometry is None or aoi_geometry == "":
@@ -413,11 +413,11 @@ def _aoi_layer(aoi_geometry, crs: QgsCoordinateReferenceSystem, summary: dict):
             text = match.group(2)
         if re.match(r"^\s*(MULTI)?POLYGON", text, re.I):
             geometry = QgsGeometry.fromWkt(text)
-        elif Path(text).exists():
-            source = QgsVectorLayer(text, "aoi", "ogr")
-            if source.isValid():
-                geometry = QgsGeometry.unaryUnion([f.geometry() for f in source.getFeatures()])
-                geometry_crs = source.crs()
+        elif Path(text).is_file():
+            layer = QgsVectorLayer(text, "Area of interest", "ogr")  # the file itself: saved with the project
+            if layer.isValid():
+                style_aoi(layer)
+                return layer
     if geometry is None or geometry.isEmpty():
         return None
     if geometry_crs.isValid() and crs.isValid() and geometry_crs != crs:
@@ -429,8 +429,35 @@ def _aoi_layer(aoi_geometry, crs: QgsCoordinateReferenceSystem, summary: dict):
     feature.setGeometry(geometry)
     layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
+    import hashlib
+
+    digest = hashlib.sha1(geometry.asWkt(3).encode()).hexdigest()[:8]  # same AOI, same file: reused
+    saved = _save_beside(layer, out_dir / f"aoi_{digest}.gpkg")
+    layer = saved or layer
     style_aoi(layer)
     return layer
+
+
+def _save_beside(layer: QgsVectorLayer, path: Path):
+    """A file copy of a memory layer, which a saved project would otherwise lose; None if unwritable."""
+    from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
+
+    if path.is_file():
+        existing = QgsVectorLayer(f"{path}|layername=aoi", "Area of interest", "ogr")
+        if existing.isValid():
+            return existing
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = "aoi"
+    try:
+        error = QgsVectorFileWriter.writeAsVectorFormatV3(layer, str(path), QgsCoordinateTransformContext(),
+                                                          options)[0]
+    except (OSError, RuntimeError):
+        return None
+    if error != QgsVectorFileWriter.NoError:
+        return None
+    saved = QgsVectorLayer(f"{path}|layername=aoi", "Area of interest", "ogr")
+    return saved if saved.isValid() else None
 
 
 def add_result_layers(out_dir: str, group_name: str, project: QgsProject | None = None,
@@ -464,7 +491,8 @@ def add_result_layers(out_dir: str, group_name: str, project: QgsProject | None 
     exceed_path = out / "exceedance.tif"
     if exceed_path.exists():
         threshold = summary.get("threshold_mm", (summary.get("inputs") or {}).get("threshold_mm"))
-        name = f"P(passing {threshold:g} mm)" if isinstance(threshold, (int, float)) else "Exceedance probability"
+        name = (f"P(passing {threshold:g} mm)" if isinstance(threshold, (int, float))
+                else "Exceedance probability")
         layer = QgsRasterLayer(str(exceed_path), name, "gdal")
         if layer.isValid():
             style_exceedance(layer, band=layer.bandCount())
@@ -477,7 +505,7 @@ def add_result_layers(out_dir: str, group_name: str, project: QgsProject | None 
             style_points(layer, vmax=renderer.classificationMax())
             result["points"] = layer
 
-    result["aoi"] = _aoi_layer(aoi_geometry, forecast.crs(), summary)
+    result["aoi"] = _aoi_layer(aoi_geometry, forecast.crs(), summary, out)
 
     for key in ("forecast", "interval90", "exceedance"):
         layer = result[key]

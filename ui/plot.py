@@ -6,7 +6,15 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QT_VERSION_STR, pyqtSignal
-from qgis.PyQt.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 LOG_TAG = "GroundCast"
 
@@ -24,6 +32,12 @@ class SeriesStore:
         self.pid = self.data["pid"].astype(str)
         self.x = self.data["x"].astype("float64")
         self.y = self.data["y"].astype("float64")
+        n, h = len(self.pid), len(self.data["dates_fc"])
+        for key in ("q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
+            value = self.data.get(key)
+            # the documented layout is [N, H]; accept a stray [H, N] rather than fail on a click
+            if value is not None and value.shape == (h, n) and n != h:
+                self.data[key] = value.T
 
     def __len__(self) -> int:
         return len(self.pid)
@@ -96,7 +110,8 @@ def _read_cell(out_dir: Path, x: float, y: float):
         if nodata is not None:
             data[data == nodata] = np.nan
         values[key] = data
-        bounds = (gt[0] + col * gt[1], gt[0] + (col + 1) * gt[1], gt[3] + (row + 1) * gt[5], gt[3] + row * gt[5])
+        x0, y0 = gt[0] + col * gt[1], gt[3] + row * gt[5]
+        bounds = (x0, x0 + gt[1], y0 + gt[5], y0)
         ds = None
     if "q50_mm" not in values or not np.isfinite(values["q50_mm"]).any():
         return None

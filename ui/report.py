@@ -101,9 +101,11 @@ def load_series_example(series_path: str, pid: str | None = None) -> dict | None
     example = {"pid": pids[i], "label": f"Point {pids[i]}",
                "dates_obs": data["dates_obs"].astype("datetime64[D]"),
                "dates_fc": data["dates_fc"].astype("datetime64[D]")}
+    n = len(pids)
     for key in ("obs_mm", "q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
-        if key in data:
-            example[key] = data[key][i]
+        if key in data and data[key].ndim == 2:
+            values = data[key] if data[key].shape[0] == n else data[key].T  # tolerate [dates, N]
+            example[key] = values[i]
     for key in ("x", "y"):
         if key in data:
             example[key] = float(data[key][i])
@@ -190,49 +192,42 @@ def _table(layout, item_id: str, headers, rows, rect) -> QgsLayoutItemTextTable:
 def model_rows(summary: dict | None) -> list:
     """(quantity, value) rows describing the trained model, from summary.json."""
     summary = summary or {}
-    timings = summary.get("timings") or {}
-    train_s = _find(timings, "train_s", "fit_s", "training_s", "train") if isinstance(timings, dict) else None
-    rows = [
-        ("Cell size (m)", _fmt(_find(summary, "grid.cell_size_m", "cell_size_m", "inputs.cell_size_m"), 0)),
-        ("Grid (cells)", "{} x {}".format(_fmt(_find(summary, "grid.width")), _fmt(_find(summary, "grid.height")))),
-        ("Epochs", _fmt(_find(summary, "model.epochs", "epochs", "model_config.epochs", "config.epochs"))),
-        ("Learned variogram range (m)", _fmt(_find(summary, "variogram_range_m", "model.variogram_range_m"), 0)),
-        ("Device", _fmt(_find(summary, "device"))),
-        ("Training time (s)", _fmt(train_s, 1)),
+    grid = summary.get("grid") or {}
+    return [
+        ("EGMS points used", _fmt(summary.get("n_points"))),
+        ("Cell size (m)", _fmt(grid.get("cell_size_m"), 0)),
+        ("Grid (columns x rows)", f"{_fmt(grid.get('width'))} x {_fmt(grid.get('height'))}"),
+        ("Training epochs", _fmt(_find(summary, "training.epochs_run", "inputs.epochs"))),
+        ("Learned variogram range (m)", _fmt(summary.get("variogram_range_m"), 0)),
+        ("Device", _fmt(summary.get("device"))),
+        ("Training time (s)", _fmt(_find(summary, "training.seconds", "timings_s.train_and_forecast_s"), 1)),
     ]
-    return rows
 
 
-def skill_table(metrics: dict | None) -> tuple[list, list]:
-    """Headers and rows of backtest skill: RMSE per horizon for each model, then coverage and CRPS."""
+def skill_table(metrics: dict | None) -> tuple:
+    """Headers and rows of backtest skill (metrics.json): RMSE per horizon for each model at the
+    held-out points, then MM-STT's 90% interval coverage and CRPS."""
     if not metrics or not isinstance(metrics.get("models"), dict):
         return ["Backtest"], [["no backtest run (metrics.json missing)"]]
     models = metrics["models"]
-    names = [n for n in ("mmstt", "persistence", "timefn") if n in models] + \
-            [n for n in models if n not in ("mmstt", "persistence", "timefn")]
-    headers = ["Horizon"] + [MODEL_LABELS.get(n, n) for n in names]
-    horizons = []
-    for n in names:
-        for h in models[n].get("horizon_days", metrics.get("horizon_days")) or []:
-            if h not in horizons:
-                horizons.append(h)
+    names = [n for n in MODEL_LABELS if n in models] + [n for n in models if n not in MODEL_LABELS]
+    headers = ["Score"] + [MODEL_LABELS.get(n, n) for n in names]
+    shared = metrics.get("horizons_days", metrics.get("horizon_days")) or []
     rows = []
-    for h in sorted(horizons):
-        row = [f"RMSE {int(h)} d (mm)"]
+    for k, h in enumerate(shared):
+        row = [f"RMSE at {int(h)} days (mm)"]
         for n in names:
-            hs = list(models[n].get("horizon_days", metrics.get("horizon_days")) or [])
             rmse = models[n].get("rmse_mm") or []
-            row.append(_fmt(rmse[hs.index(h)]) if h in hs and hs.index(h) < len(rmse) else "–")
+            row.append(_fmt(rmse[k]) if k < len(rmse) else "–")
         rows.append(row)
-    # scalar scores a model has (interval coverage, CRPS, ...), one row each
-    extra = {"coverage90": "90% coverage", "coverage": "90% coverage", "crps_mm": "CRPS (mm)",
-             "crps": "CRPS (mm)", "mae_mm": "MAE (mm)"}
-    seen = set()
-    for key, label in extra.items():
-        if label in seen or not any(key in models[n] for n in names):
-            continue
-        seen.add(label)
-        rows.append([label] + [_fmt(models[n].get(key)) for n in names])
+    blank = ["–"] * (len(names) - 1)
+    if "mmstt" in names:
+        first = ["mmstt"] + [n for n in names if n != "mmstt"]
+        if first == names:
+            if metrics.get("mmstt_coverage90") is not None:
+                rows.append(["90% interval coverage"] + [_fmt(metrics["mmstt_coverage90"])] + blank)
+            if metrics.get("mmstt_crps_mm") is not None:
+                rows.append(["CRPS (mm)"] + [_fmt(metrics["mmstt_crps_mm"])] + blank)
     return headers, rows
 
 
@@ -281,8 +276,8 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
                  summary: dict | None = None, when: str | None = None) -> QgsPrintLayout:
     """Build the report layout and add it to `project`'s layout manager (replacing one of the same name).
 
-    result_layers: as returned by ui.layers.add_result_layers (forecast, aoi, ... ; extra map layers
-    such as a 'background' hillshade are drawn under the forecast). `when`: the forecast date to
+    result_layers: as returned by ui.layers.add_result_layers (forecast, aoi, ...); any other map
+    layer in it (e.g. 'hillshade', multiply-blended) is drawn over the forecast, under the AOI. `when`: the forecast date to
     map (ISO); default the horizon, the last band.
     """
     aoi = result_layers.get("aoi")
@@ -290,9 +285,8 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     when = _iso(when) if when else dates[-1]
     forecast = report_layer(project, result_layers, dates.index(when) + 1 if when in dates else len(dates),
                             when)
-    aoi_name = _find(summary or {}, "inputs.aoi_name") or (aoi.name() if aoi is not None else "") or "forecast"
-    obs = _find(summary or {}, "dates.first_obs", "dates.observed_start")
-    obs_end = _find(summary or {}, "dates.last_obs", "dates.observed_end")
+    aoi_name = _source_name(summary)
+    obs, obs_end = _find(summary or {}, "observed_from"), _find(summary or {}, "observed_to")
     name = title or f"GroundCast report – {aoi_name} {when}"
 
     _remove_existing(project, name)
@@ -302,7 +296,7 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     layout.pageCollection().page(0).setPageSize("A4", QgsLayoutItemPage.Landscape)
 
     _label(layout, "title", name, (MARGIN, 7.0, PAGE_W - 2 * MARGIN, 10.0), 17, bold=True)
-    threshold = _find(summary or {}, "inputs.threshold_mm", "threshold_mm", "config.threshold_mm")
+    threshold = _find(summary or {}, "inputs.threshold_mm")
     parts = []
     if obs and obs_end:
         parts.append(f"EGMS observations {_iso(obs)} – {_iso(obs_end)}")
@@ -310,11 +304,11 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     if threshold is not None:
         parts.append(f"exceedance threshold {_fmt(threshold, 0)} mm")
     subtitle = (f"Map: median forecast of cumulative displacement on {when} "
-                f"(mm, relative to the first EGMS epoch; red = subsidence, blue = uplift)\n" + "  ·  ".join(parts))
+                "(mm, relative to the first EGMS epoch; red = subsidence, blue = uplift)\n"
+                + "  ·  ".join(parts))
     _label(layout, "subtitle", subtitle, (MARGIN, 16.5, PAGE_W - 2 * MARGIN, 9.0), 8.5, color="#404040")
 
     # --- map --------------------------------------------------------------------------
-    layers = [forecast] + ([aoi] if aoi is not None else [])
     extra = [lyr for key, lyr in result_layers.items()
              if key not in ("forecast", "aoi", "points", "interval90", "exceedance", "group")
              and isinstance(lyr, QgsMapLayer)]
@@ -323,8 +317,8 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     layout.addLayoutItem(map_item)
     _place(map_item, MAP_RECT)
     map_item.setCrs(forecast.crs())
-    # top of the list is drawn on top
-    map_item.setLayers(([aoi] if aoi is not None else []) + [forecast] + extra)
+    # top of the list is drawn on top; extras are overlays such as a multiply-blended hillshade
+    map_item.setLayers(([aoi] if aoi is not None else []) + extra + [forecast])
     map_item.setKeepLayerSet(True)
     map_item.setFrameEnabled(True)
     map_item.setFrameStrokeWidth(QgsLayoutMeasurement(0.3, MM))
@@ -409,16 +403,18 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
         top += chart_h + 7.0
 
     headers, rows = skill_table(metrics)
-    holdout = _find(metrics or {}, "holdout_days", "config.holdout_days")
-    skill_title = "Backtest skill" + (f" (last {int(holdout)} days held out)" if holdout else "")
+    held = (metrics or {}).get("epochs_held_out") or []
+    skill_title = "Backtest at held-out EGMS epochs"
+    if held:
+        skill_title += f" ({_iso(held[0])} – {_iso(held[-1])})"
     _label(layout, "skill_title", skill_title, (RIGHT_X, top, RIGHT_W, 5.0), 8.5, bold=True)
-    skill = _table(layout, "skill_table", headers, rows, (RIGHT_X, top + 5.5, RIGHT_W, 5.0 * (len(rows) + 1)))
+    _table(layout, "skill_table", headers, rows, (RIGHT_X, top + 5.5, RIGHT_W, 5.0 * (len(rows) + 1)))
     top += 5.5 + 4.6 * (len(rows) + 1) + 4.0
 
     _label(layout, "model_title", "Model", (RIGHT_X, top, RIGHT_W, 5.0), 8.5, bold=True)
     rows = model_rows(summary)
-    _table(layout, "model_table", ["Quantity", "Value"], rows, (RIGHT_X, top + 5.5, RIGHT_W, 5.0 * (len(rows) + 1)))
-    del skill
+    _table(layout, "model_table", ["Quantity", "Value"], rows,
+           (RIGHT_X, top + 5.5, RIGHT_W, 5.0 * (len(rows) + 1)))
 
     # --- footer -------------------------------------------------------------------------
     _label(layout, "attribution", ATTRIBUTION, (MARGIN, PAGE_H - 10.0, 120.0, 5.0), 7.5, color="#404040")
@@ -428,6 +424,16 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
 
     project.layoutManager().addLayout(layout)
     return layout
+
+
+def _source_name(summary: dict | None) -> str:
+    """A short name of the area for the title: the AOI file's, else the points file's."""
+    inputs = (summary or {}).get("inputs") or {}
+    for key in ("aoi", "points"):
+        value = inputs.get(key)
+        if value and os.path.isfile(str(value)):
+            return os.path.splitext(os.path.basename(str(value)))[0]
+    return "forecast"
 
 
 def _fit_ratio(extent: QgsRectangle, ratio: float, margin: float) -> QgsRectangle:

@@ -1,6 +1,7 @@
 """Run the engine's forecast or backtest in a QgsTask so QGIS never freezes."""
 from __future__ import annotations
 
+import inspect
 import traceback
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
@@ -34,6 +35,18 @@ def _engine_errors():
         class InputError(ValueError):
             pass
     return Cancelled, InputError
+
+
+def _accepts_log(func) -> bool:
+    try:
+        return "log" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _log_to_qgis(*parts) -> None:
+    """The engine's progress notes (training losses, device) go to the log panel, not stdout."""
+    QgsMessageLog.logMessage(" ".join(str(p) for p in parts), LOG_TAG, Qgis.Info)
 
 
 class _TaskProgress:
@@ -85,7 +98,8 @@ class EngineTask(QgsTask):
         cancelled_error, input_error = _engine_errors()
         try:
             runner = self.runner or engine_function(self.kind)
-            self.result = runner(self.config, _TaskProgress(self))
+            kwargs = {"log": _log_to_qgis} if _accepts_log(runner) else {}
+            self.result = runner(self.config, _TaskProgress(self), **kwargs)
         except cancelled_error:
             self.was_cancelled = True
             return False
@@ -94,15 +108,17 @@ class EngineTask(QgsTask):
             QgsMessageLog.logMessage(f"{self.kind}: {self.error}", LOG_TAG, Qgis.Warning)
             return False
         except ImportError as exc:
-            self.error = f"The GroundCast engine cannot start: {exc}. See the GroundCast dock for what to install."
+            self.error = (f"The GroundCast engine cannot start: {exc}. "
+                          "See the GroundCast dock for what to install.")
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             return False
         except Exception as exc:  # noqa: BLE001 (a worker must never raise into QGIS)
             if self.isCanceled():
                 self.was_cancelled = True
                 return False
-            self.error = (f"The {self.kind} failed unexpectedly ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); details are in the log.")
+            first_line = str(exc).splitlines()[0] if str(exc) else "no message"
+            self.error = (f"The {self.kind} failed unexpectedly ({type(exc).__name__}: {first_line}); "
+                          "details are in the log.")
             QgsMessageLog.logMessage(f"{self.kind} failed:\n{traceback.format_exc()}", LOG_TAG, Qgis.Critical)
             return False
         if self.isCanceled():

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Turn `make demo` output into one QGIS project a user can open: styled forecast on the
+Temporal Controller, hillshade, AOI, and the print-layout report (also exported as PDF/PNG).
+
+Usage: QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_project.py DEMO_DIR
+  reads  DEMO_DIR/forecast/ (required), DEMO_DIR/backtest/metrics.json and DEMO_DIR/data/ (optional)
+  writes DEMO_DIR/groundcast_demo.qgz, DEMO_DIR/report.pdf, DEMO_DIR/report.png
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = "GroundCast demo forecast"
+
+
+def _import_plugin_package():
+    """Make the checkout importable as the package `groundcast`, as QGIS loads it."""
+    parent = Path(tempfile.mkdtemp(prefix="groundcast-pkg-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    (parent / "groundcast").symlink_to(ROOT, target_is_directory=True)
+    sys.path.insert(0, str(parent))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def add_hillshade(project, dem_path: Path, group):
+    """The DEM as a multiply-blended hillshade over the forecast: colours stay, relief shows."""
+    from qgis.core import QgsHillshadeRenderer, QgsRasterLayer
+    from qgis.PyQt.QtGui import QPainter
+
+    dem = QgsRasterLayer(str(dem_path), "Hillshade (demo DEM)", "gdal")
+    if not dem.isValid():
+        return None
+    renderer = QgsHillshadeRenderer(dem.dataProvider(), 1, 315.0, 45.0)
+    renderer.setMultiDirectional(True)
+    renderer.setZFactor(2.0)  # the demo's gentle relief needs exaggeration to read
+    dem.setRenderer(renderer)
+    dem.setBlendMode(QPainter.CompositionMode_Multiply)
+    dem.setOpacity(0.45)
+    project.addMapLayer(dem, False)
+    # below outline and points, above the forecast rasters
+    index = next((i for i, node in enumerate(group.children())
+                  if node.layer() is not None and node.layer().customProperty("groundcast/kind") == "forecast"), 0)
+    group.insertLayer(index, dem)
+    return dem
+
+
+def file_aoi(project, aoi_path: Path, result: dict, group):
+    """Replace the result's in-memory AOI outline (lost on saving) by the AOI file itself."""
+    from qgis.core import QgsVectorLayer
+
+    from groundcast.ui import layers
+
+    layer = QgsVectorLayer(str(aoi_path), "Area of interest", "ogr")
+    if not layer.isValid():
+        return result.get("aoi")
+    old = result.get("aoi")
+    if old is not None and old.id() in project.mapLayers():
+        project.removeMapLayer(old.id())
+    layers.style_aoi(layer)
+    project.addMapLayer(layer, False)
+    group.insertLayer(0, layer)
+    return layer
+
+
+def build_project(demo_dir: Path) -> Path:
+    from qgis.core import (
+        Qgis,
+        QgsCoordinateReferenceSystem,
+        QgsProject,
+        QgsReferencedRectangle,
+    )
+
+    from groundcast.ui import layers, report
+
+    forecast_dir = demo_dir / "forecast"
+    if not (forecast_dir / "forecast.tif").is_file():
+        raise SystemExit(f"make_project: {forecast_dir / 'forecast.tif'} is missing; run `make demo` first")
+    data_dir = demo_dir / "data"
+    summary = _read_json(forecast_dir / "summary.json") or {}
+    metrics = _read_json(demo_dir / "backtest" / "metrics.json")
+
+    project = QgsProject.instance()
+    project.clear()
+    project.setCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
+    project.setTitle("GroundCast demo")
+    project.setFilePathStorage(Qgis.FilePathType.Relative)
+
+    result = layers.add_result_layers(str(forecast_dir), GROUP, project=project)
+    group = result["group"]
+    if (data_dir / "aoi.geojson").is_file():
+        result["aoi"] = file_aoi(project, data_dir / "aoi.geojson", result, group)
+    if (data_dir / "dem.tif").is_file():
+        result["hillshade"] = add_hillshade(project, data_dir / "dem.tif", group)
+    result = {k: v for k, v in result.items() if v is not None}
+
+    # open zoomed on the area; the time range comes from layers.set_temporal
+    extent = (result.get("aoi") or result["forecast"]).extent()
+    extent.scale(1.1)
+    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, result["forecast"].crs()))
+
+    example = report.load_series_example(str(forecast_dir / "series.npz"))
+    dates = layers.band_dates(result["forecast"])
+    title = f"GroundCast report – demo region {dates[-1].isoformat()}" if dates else None
+    layout = report.build_report(project, result, str(demo_dir), title, example, metrics, summary)
+    report.export_report(layout, str(demo_dir / "report.pdf"), str(demo_dir / "report.png"))
+
+    # written in place: paths inside are stored relative to this very file
+    path = demo_dir / "groundcast_demo.qgz"
+    if not project.write(str(path)):
+        raise SystemExit(f"make_project: could not write {path}: {project.error()}")
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("demo_dir", type=Path, help="the folder `make demo` wrote (demo_out)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    _import_plugin_package()
+
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], True)  # GUI classes: layouts render text and pictures
+    app.initQgis()
+    try:
+        path = build_project(args.demo_dir.resolve())
+        print(f"make_project: wrote {path}, {args.demo_dir / 'report.pdf'}, {args.demo_dir / 'report.png'}")
+    finally:
+        from qgis.core import QgsProject
+
+        QgsProject.instance().clear()
+        app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Runs inside the QGIS desktop (`qgis --code scripts/screenshots.py`, see screenshots.sh).
+
+Starts the GroundCast plugin from QGIS_PLUGINPATH, shows the demo forecast through the dock
+as a user would, saves the window and the time-series plot as PNGs, then quits QGIS. Every
+step runs from the event loop (QTimer) so the canvas and widgets really paint in between.
+Paths come from the environment: GROUNDCAST_DEMO, GROUNDCAST_SHOTS, GROUNDCAST_LOG.
+"""
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from qgis.core import QgsApplication, QgsProject, QgsReferencedRectangle
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface, plugins, startPlugin
+
+DEMO = Path(os.environ["GROUNDCAST_DEMO"])
+SHOTS = Path(os.environ["GROUNDCAST_SHOTS"])
+LOG = Path(os.environ.get("GROUNDCAST_LOG", "/dev/stderr"))
+STEP_MS = 1500
+HARD_LIMIT_S = 240  # screenshots.sh has its own timeout; this one quits cleanly first
+
+state = {}
+
+
+def log(message):
+    with open(LOG, "a", encoding="utf-8") as handle:
+        handle.write(f"screenshots.py: {message}\n")
+
+
+def quit_qgis(code):
+    log(f"quitting with status {code}")
+    QgsProject.instance().setDirty(False)  # no "save changes?" dialog
+    # QGIS's exit path can hang on background threads under Xvfb; the status must get out
+    QTimer.singleShot(3000, lambda: os._exit(code))
+    QgsApplication.exit(code)
+
+
+def settle(seconds=1.0):
+    """Let queued paints and the canvas render finish."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    iface.mapCanvas().waitWhileRendering()
+    QgsApplication.processEvents()
+
+
+def save(widget, name):
+    path = SHOTS / name
+    tmp = SHOTS / f".{name}.partial.png"
+    if not widget.grab().save(str(tmp), "PNG"):
+        raise RuntimeError(f"could not save {path}")
+    os.replace(tmp, path)
+    log(f"wrote {path}")
+
+
+def step_start():
+    window = iface.mainWindow()
+    window.resize(1600, 1000)
+    window.showMaximized()
+    if not startPlugin("groundcast"):
+        raise RuntimeError("the GroundCast plugin did not start (see the QGIS log)")
+    plugin = plugins["groundcast"]
+    if plugin.dock is None:
+        raise RuntimeError("the GroundCast dock was not created")
+    plugin.action.setChecked(True)  # opens the dock as the toolbar button does
+    state["dock"] = plugin.dock
+
+
+def step_show_results():
+    dock = state["dock"]
+    aoi = DEMO / "data" / "aoi.geojson"
+    params = {"aoi": str(aoi) if aoi.is_file() else None, "aoi_name": "Demo region"}
+    layers = dock.show_forecast(str(DEMO / "forecast"), params)
+    if (DEMO / "backtest" / "metrics.json").is_file():
+        dock.show_backtest(str(DEMO / "backtest"))
+    state["layers"] = layers
+    forecast = layers["forecast"]
+    extent = forecast.extent()
+    extent.scale(1.05)
+    canvas = iface.mapCanvas()
+    canvas.setDestinationCrs(forecast.crs())
+    canvas.setExtent(QgsReferencedRectangle(extent, forecast.crs()))
+    canvas.refresh()
+
+
+def step_main_shot():
+    settle(2.0)
+    save(iface.mainWindow(), "screenshot_main.png")
+
+
+def step_timeseries():
+    points = state["layers"].get("points")
+    if points is None:
+        raise RuntimeError("the forecast has no points layer")
+    # the point with the most forecast subsidence: the plot a reader wants to see
+    fids = sorted(((f["forecast_mm"] if f["forecast_mm"] is not None else 0.0, f.id())
+                   for f in points.getFeatures()))
+    points.selectByIds([fids[0][1]])  # the dock plots the selected point
+
+
+def step_timeseries_shot():
+    settle(1.5)
+    dock = state["dock"]
+    save(dock.plot, "screenshot_timeseries.png")
+
+
+STEPS = [step_start, step_show_results, step_main_shot, step_timeseries, step_timeseries_shot]
+
+
+def run(index=0):
+    if index == len(STEPS):
+        quit_qgis(0)
+        return
+    try:
+        log(f"step {STEPS[index].__name__}")
+        STEPS[index]()
+    except Exception:  # noqa: BLE001 (any failure must end QGIS with a status, not hang it)
+        log(traceback.format_exc())
+        quit_qgis(1)
+        return
+    QTimer.singleShot(STEP_MS, lambda: run(index + 1))
+
+
+def _watchdog():
+    log(f"gave up after {HARD_LIMIT_S}s")
+    quit_qgis(2)
+
+
+sys.excepthook = lambda *exc: log("".join(traceback.format_exception(*exc)))
+QTimer.singleShot(HARD_LIMIT_S * 1000, _watchdog)
+QTimer.singleShot(STEP_MS, run)
