@@ -47,7 +47,7 @@ class GroundCastPlugin:
         except Exception:  # noqa: BLE001 (never break QGIS start-up)
             self._log_failure("The GroundCast panel could not be created")
             return
-        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()  # QGIS shows added docks; ours opens from the button
         self.dock.visibilityChanged.connect(self.action.setChecked)
 

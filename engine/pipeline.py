@@ -152,6 +152,72 @@ def point_levels(regular: PointSeries, anchor: int) -> np.ndarray:
     return window_level(hist[:, :, None, None])[:, 0, 0]
 
 
+@dataclass
+class PointModel:
+    """How a point departs from its cell: the part of the forecast the grid cannot see.
+
+    Several points share a 100 m cell but not always its motion (a building beside a field).
+    The point forecast is its own level plus the cell's forecast increment plus a share of two
+    departures: the point's own time-function trend minus the cell's, and the point's last
+    value minus its level (short-lived anomalies persist a little). The shares per horizon are
+    fitted by least squares on the validation period, like model output statistics in weather
+    forecasting: they shrink noisy point trends toward the cell's.
+    """
+    level: np.ndarray        # [N]
+    departures: np.ndarray   # [2, H, N]
+    rows: np.ndarray
+    cols: np.ndarray
+    inside: np.ndarray
+
+    @classmethod
+    def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
+        regular, cube = scene.regular, scene.cube
+        rows, cols, inside = cube.grid.cell_index(regular.x, regular.y)
+        r, c = np.where(inside, rows, 0), np.where(inside, cols, 0)
+        own = regular.displacement_mm[:, :anchor]
+        cell = cube.displacement_mm[:anchor, r, c].T
+        dates = regular.dates[:anchor]
+        level = point_levels(regular, anchor)
+        cell_level = window_level(cell[:, max(anchor - 61, 0):, None, None])[:, 0, 0]
+        trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
+        trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
+        last = persistence(own, np.isfinite(own))
+        departures = np.stack([trend_own - trend_cell, np.broadcast_to(last - level, trend_own.shape)])
+        return cls(level, np.nan_to_num(departures), r, c, inside)
+
+    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [2, H]."""
+        q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
+        q = q + (shares[:, :, None] * self.departures).sum(0)[None]
+        q[:, :, ~self.inside] = np.nan
+        return q
+
+
+def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Least-squares shares [2, H] of the departures [2, H, N] that best explain truth - raw median."""
+    H = raw.shape[1]
+    shares = np.zeros((2, H))
+    resid = truth - raw[1]
+    for h in range(H):
+        sl = slice(max(h - 3, 0), h + 4)                    # pool neighbouring steps for stability
+        y, X = resid[sl].ravel(), departures[:, sl].reshape(2, -1).T
+        ok = np.isfinite(y) & np.isfinite(X).all(1)
+        if ok.sum() >= 50:
+            coef, *_ = np.linalg.lstsq(X[ok], y[ok], rcond=None)
+            shares[:, h] = np.clip(coef, 0.0, 1.0)
+        elif h:
+            shares[:, h] = shares[:, h - 1]
+    return shares
+
+
+def extend(values: np.ndarray, n: int) -> np.ndarray:
+    """Pad the last axis to n by repeating its last value (calibration sees fewer steps than the horizon)."""
+    if values.shape[-1] >= n:
+        return values[..., :n]
+    pad = np.repeat(values[..., -1:], n - values.shape[-1], axis=-1)
+    return np.concatenate([values, pad], -1)
+
+
 def interval_scale(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per horizon step, the factor that widens (or narrows) the raw 5-95% band to cover 90%.
 
@@ -164,54 +230,54 @@ def interval_scale(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
         score = np.maximum((mid - truth) / np.maximum(mid - lo, 1e-3), (truth - mid) / np.maximum(hi - mid, 1e-3))
     H = score.shape[0]
     factor = np.ones(H)
-    seen = np.where(np.isfinite(score).any(1))[0]
     for h in range(H):
         pool = score[max(h - 3, 0):h + 4]
         pool = pool[np.isfinite(pool)]
         if len(pool) >= 20:
             factor[h] = np.quantile(pool, 0.9)
-        elif len(seen):
-            factor[h] = factor[seen[-1]] if h > seen[-1] else factor[h - 1] if h else 1.0
+        elif h:
+            factor[h] = factor[h - 1]
     return np.clip(np.maximum.accumulate(factor), 0.3, 10.0)  # uncertainty never shrinks with lead time
 
 
 def widen(raw: np.ndarray, factor: np.ndarray) -> np.ndarray:
     """Apply interval_scale factors [H] to quantiles [3, H, ...]."""
-    f = factor.reshape((1, -1) + (1,) * (raw.ndim - 2))
+    f = factor.reshape((-1,) + (1,) * (raw.ndim - 2))
     lo, mid, hi = raw
-    return np.stack([mid - f[0] * (mid - lo), mid, mid + f[0] * (hi - mid)])
+    return np.stack([mid - f * (mid - lo), mid, mid + f * (hi - mid)])
 
 
 def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=None, log=print) -> Forecast:
-    """Train on the scene's own history, calibrate the interval, forecast cells and points."""
+    """Train on the scene's own history, calibrate on its last months, forecast cells and points."""
     progress = progress or NullProgress()
     horizon_steps = max(1, math.ceil(horizon_days / STEP_DAYS))
     mconfig = model_config(scene, horizon_steps)
     area = make_area(scene.cube, scene.priors, mconfig.tile_cells)
     trained = fit(area, mconfig, train_options(config), progress=scaled(progress, 0.0, 0.85), log=log)
+    step = np.timedelta64(STEP_DAYS, "D")
 
-    # calibrate on the validation period, scored at the points themselves
-    cut = len(area.dates) - max(10, min(len(area.dates) // 5, horizon_steps))
-    cal_q, _ = forecast_area(trained, area.until(cut))
-    rows, cols, inside = scene.cube.grid.cell_index(scene.regular.x, scene.regular.y)
-    level = point_levels(scene.regular, cut)
+    # calibration: forecast the validation period (unseen by the training targets), score at the points
+    cut = trained.log["validation_index"]
     n_seen = len(area.dates) - cut
-    raw = level[None, None] + cal_q[:, :n_seen, rows, cols]
+    cal_dates = area.dates[0] + (cut + np.arange(n_seen)) * step
+    cal_cells, _ = forecast_area(trained, area.until(cut))
+    cal_points = PointModel.at(scene, cut, cal_dates)
     truth = scene.regular.displacement_mm[:, cut:].T
-    factor = interval_scale(raw, truth)
-    factor = np.concatenate([factor, np.full(max(horizon_steps - n_seen, 0), factor[-1])])[:horizon_steps]
+    no_share = np.zeros((2, n_seen))
+    shares = fit_shares(cal_points.quantiles(cal_cells[:, :n_seen], no_share), cal_points.departures, truth)
+    factor = interval_scale(cal_points.quantiles(cal_cells[:, :n_seen], shares), truth)
+    shares, factor = extend(shares, horizon_steps), extend(factor, horizon_steps)
 
     check_cancel(progress)
     progress.progress(0.9, "forecasting")
-    cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
     anchor = len(area.dates)
-    points_level = point_levels(scene.regular, anchor)
-    points_q = widen(points_level[None, None] + cells[:, :, rows, cols], factor)
-    points_q[:, :, ~inside] = np.nan
-    cells_q = widen(cells_level[None, None] + cells, factor)
-    step = np.timedelta64(STEP_DAYS, "D")
     dates = area.dates[0] + (anchor + np.arange(horizon_steps)) * step
-    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points_level, factor, trained)
+    cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
+    points = PointModel.at(scene, anchor, dates)
+    points_q = widen(points.quantiles(cells, shares), factor)
+    cells_q = widen(cells_level[None, None] + cells, factor)
+    trained.log["point_shares"] = {"trend": shares[0, ::10].round(3).tolist(), "last": shares[1, ::10].round(3).tolist()}
+    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
 
 def exceedance_probability(quantiles: np.ndarray, level: np.ndarray, threshold_mm: float) -> np.ndarray:

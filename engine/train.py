@@ -324,7 +324,7 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
     model.eval()
     log_info = {"epochs_run": len(history), "best_val_loss": best, "history": history,
                 "n_tiles": len(tiles), "n_train_origins": len(train_anchors),
-                "validation_from": str(area.dates[cut]), "seconds": time.perf_counter() - started,
+                "validation_from": str(area.dates[cut]), "validation_index": int(cut), "seconds": time.perf_counter() - started,
                 "options": asdict(options)}
     return TrainedModel(model, scale_mm, device, log_info)
 

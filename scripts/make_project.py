@@ -37,24 +37,21 @@ def _read_json(path: Path):
 
 
 def add_hillshade(project, dem_path: Path, group):
-    """The DEM as a multiply-blended hillshade over the forecast: colours stay, relief shows."""
-    from qgis.core import QgsHillshadeRenderer, QgsRasterLayer
-    from qgis.PyQt.QtGui import QPainter
+    """The DEM as a soft hillshade under the forecast: relief shows where no cell has a forecast."""
+    from qgis.core import QgsBilinearRasterResampler, QgsHillshadeRenderer, QgsRasterLayer
 
     dem = QgsRasterLayer(str(dem_path), "Hillshade (demo DEM)", "gdal")
     if not dem.isValid():
         return None
     renderer = QgsHillshadeRenderer(dem.dataProvider(), 1, 315.0, 45.0)
-    renderer.setMultiDirectional(True)
-    renderer.setZFactor(2.0)  # the demo's gentle relief needs exaggeration to read
+    renderer.setZFactor(1.5)  # the demo's gentle relief needs some exaggeration to read
     dem.setRenderer(renderer)
-    dem.setBlendMode(QPainter.CompositionMode_Multiply)
-    dem.setOpacity(0.45)
+    # smooth when zoomed in: nearest-neighbour shading of a 25 m DEM looks like noise
+    dem.resampleFilter().setZoomedInResampler(QgsBilinearRasterResampler())
+    dem.resampleFilter().setZoomedOutResampler(QgsBilinearRasterResampler())
+    dem.setOpacity(0.55)
     project.addMapLayer(dem, False)
-    # below outline and points, above the forecast rasters
-    index = next((i for i, node in enumerate(group.children())
-                  if node.layer() is not None and node.layer().customProperty("groundcast/kind") == "forecast"), 0)
-    group.insertLayer(index, dem)
+    group.addLayer(dem)  # last in the group: drawn under everything
     return dem
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProject, QgsReferencedRectangle
 from qgis.PyQt.QtCore import QTimer
-from qgis.utils import iface, plugins, startPlugin
+from qgis.utils import active_plugins, iface, loadPlugin, plugins, startPlugin
 
 DEMO = Path(os.environ["GROUNDCAST_DEMO"])
 SHOTS = Path(os.environ["GROUNDCAST_SHOTS"])
@@ -60,8 +60,11 @@ def step_start():
     window = iface.mainWindow()
     window.resize(1600, 1000)
     window.showMaximized()
-    if not startPlugin("groundcast"):
-        raise RuntimeError("the GroundCast plugin did not start (see the QGIS log)")
+    if "groundcast" not in active_plugins:
+        if not loadPlugin("groundcast"):
+            raise RuntimeError("the GroundCast plugin was not found on QGIS_PLUGINPATH or did not import")
+        if not startPlugin("groundcast"):
+            raise RuntimeError("the GroundCast plugin did not start")
     plugin = plugins["groundcast"]
     if plugin.dock is None:
         raise RuntimeError("the GroundCast dock was not created")
@@ -81,6 +84,7 @@ def step_show_results():
     extent = forecast.extent()
     extent.scale(1.05)
     canvas = iface.mapCanvas()
+    QgsProject.instance().setCrs(forecast.crs())
     canvas.setDestinationCrs(forecast.crs())
     canvas.setExtent(QgsReferencedRectangle(extent, forecast.crs()))
     canvas.refresh()
@@ -102,8 +106,12 @@ def step_timeseries():
 
 
 def step_timeseries_shot():
-    settle(1.5)
     dock = state["dock"]
+    # float the dock wide enough for a readable plot; the docked panel is narrow
+    dock.setFloating(True)
+    dock.resize(760, 980)
+    dock.move(40, 10)
+    settle(1.5)
     save(dock.plot, "screenshot_timeseries.png")
 
 

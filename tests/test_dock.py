@@ -167,6 +167,36 @@ def test_backtest_table(dock, tmp_path):
     assert table.item(1, 4).text() == "\u2013"
 
 
+def test_backtest_from_dock_shows_table_and_plot(dock, tmp_path, monkeypatch):
+    import json
+
+    from groundcast.engine.fileio import atomic_dir
+
+    metrics = {"horizons_days": [12, 90], "models": {
+        "mmstt": {"rmse_mm": [3.0, 4.0]}, "persistence": {"rmse_mm": [3.5, 5.3]},
+        "timefn": {"rmse_mm": [3.9, 4.6]}}, "mmstt_coverage90": 0.88}
+
+    def fake_backtest(config, progress):
+        assert config.holdout_days == dock.holdout_spin.value()
+        with atomic_dir(config.out_dir) as tmp:
+            (tmp / "metrics.json").write_text(json.dumps(metrics))
+            from matplotlib.figure import Figure
+
+            Figure(figsize=(6, 3)).savefig(tmp / "backtest.png")
+        return metrics
+
+    monkeypatch.setattr(task_module, "engine_function", lambda kind: fake_backtest)
+    dock.points_combo.setLayer(memory_points("&field=D20200101:double&field=D20200107:double"))
+    dock.output_widget.setFilePath(str(tmp_path))
+    assert dock.start("backtest") is not None
+    wait_for(lambda: dock.task is None, 30)
+    assert dock.status_label.text() == "Backtest done."
+    assert not dock.backtest_box.isHidden() and dock.tabs.currentIndex() == 1
+    assert dock.metrics_table.rowCount() == 3 and dock.metrics_table.item(0, 2).text() == "0.88"
+    assert dock.backtest_image.pixmap() is not None and not dock.backtest_image.pixmap().isNull()
+    assert [p.name for p in tmp_path.iterdir()][0].startswith("backtest_")
+
+
 def test_cancel_from_dock_leaves_no_layers_no_files(dock, tmp_path, monkeypatch):
     from groundcast.engine.errors import Cancelled
     from groundcast.engine.fileio import atomic_dir

@@ -211,6 +211,67 @@ def test_cancel_writes_nothing(tiny_demo, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_model_designer_chains_demodata_into_rasterizepriors(provider, tmp_path):
+    """Outputs of one GroundCast algorithm feed the next inside a Processing model."""
+    from qgis.core import QgsProcessingContext, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    model = QgsProcessingModelAlgorithm("demo priors", "GroundCast")
+    demo = QgsProcessingModelChildAlgorithm("groundcast:demodata")
+    demo.setChildId("demo")
+    demo.addParameterSources("SEED", [Source.fromStaticValue(1)])
+    demo.addParameterSources("SIZE_KM", [Source.fromStaticValue(2)])
+    demo.addParameterSources("OUTPUT_FOLDER", [Source.fromStaticValue(str(tmp_path / "demo"))])
+    model.addChildAlgorithm(demo)
+    priors = QgsProcessingModelChildAlgorithm("groundcast:rasterizepriors")
+    priors.setChildId("priors")
+    for name in ("DEM", "GEOLOGY", "SOIL"):
+        priors.addParameterSources(name, [Source.fromChildOutput("demo", name)])
+    priors.addParameterSources("INPUT", [Source.fromChildOutput("demo", "POINTS")])
+    priors.addParameterSources("GEOLOGY_FIELD", [Source.fromStaticValue("unit")])
+    priors.addParameterSources("SOIL_FIELD", [Source.fromStaticValue("soil")])
+    priors.addParameterSources("CELL_SIZE", [Source.fromStaticValue(200)])
+    priors.addParameterSources("OUTPUT_FOLDER", [Source.fromStaticValue(str(tmp_path / "priors"))])
+    model.addChildAlgorithm(priors)
+    context = QgsProcessingContext()
+    results, ok = model.run({}, context, QgsProcessingFeedback())
+    assert ok
+    assert (tmp_path / "priors" / "elevation.tif").is_file()
+    assert (tmp_path / "priors" / "geology.tif").is_file()
+
+
+def test_toolbox_loads_styled_temporal_layers(provider, tmp_path):
+    """What the toolbox does after a forecast: load the listed layers, run their post-processors."""
+    from qgis.core import QgsProcessingContext, QgsProcessingUtils, QgsSingleBandPseudoColorRenderer
+
+    from groundcast.ui.algorithms import ForecastAlgorithm
+    from test_report import FC, write_synthetic_outputs
+
+    write_synthetic_outputs(tmp_path)
+    project = QgsProject()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    for key, (fname, label, kind) in ForecastAlgorithm.RASTERS.items():
+        if kind:
+            ForecastAlgorithm._load_on_completion(context, str(tmp_path / fname), label, key, kind)
+    ForecastAlgorithm._load_on_completion(context, f"{tmp_path / 'points.gpkg'}|layername=points", "Points",
+                                          "POINTS", "points")
+    feedback = QgsProcessingFeedback()
+    loaded = {}
+    for source, details in context.layersToLoadOnCompletion().items():
+        layer = QgsProcessingUtils.mapLayerFromString(source, context)
+        assert layer is not None and layer.isValid(), source
+        details.project.addMapLayer(layer)
+        details.postProcessor().postProcessLayer(layer, context, feedback)
+        loaded[details.outputName] = layer
+    assert set(loaded) == {"FORECAST", "INTERVAL90", "EXCEEDANCE", "POINTS"}
+    forecast = loaded["FORECAST"]
+    assert isinstance(forecast.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert forecast.renderer().band() == len(FC)
+    assert forecast.temporalProperties().isActive()
+    assert project.timeSettings().temporalRange().begin().date().toPyDate() == FC[0]
+
+
 def test_layer_to_path_exports_what_is_not_a_plain_file(tiny_demo, tmp_path, qgis_app):
     demo, _ = tiny_demo
     geology = QgsVectorLayer(str(demo / "geology.gpkg"), "geology", "ogr")

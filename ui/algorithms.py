@@ -89,11 +89,15 @@ class _LayerStyler(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):
         from . import layers
 
+        if self.kind == "points":
+            layers.style_points(layer)
+            return
         style = {"forecast": layers.style_forecast, "interval90": layers.style_interval,
-                 "exceedance": layers.style_exceedance, "points": layers.style_points}[self.kind]
-        style(layer)
-        if self.kind != "points":
-            layers.set_temporal(layer, layers.band_dates(layer))
+                 "exceedance": layers.style_exceedance}[self.kind]
+        style(layer, band=layer.bandCount())  # the horizon, as the dock shows it
+        dates = layers.band_dates(layer)
+        if len(dates) == layer.bandCount():
+            layers.set_temporal(layer, dates, context.project())
 
 
 class GroundCastAlgorithm(QgsProcessingAlgorithm):

@@ -32,7 +32,7 @@ class AoiMapTool(QgsMapTool):
         super().__init__(canvas)
         self.vertices = []
         self.band = make_aoi_band(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # -- drawing -------------------------------------------------------------------------
     def _redraw(self, hover=None) -> None:
@@ -46,18 +46,18 @@ class AoiMapTool(QgsMapTool):
             self._redraw(event.mapPoint())
 
     def canvasReleaseEvent(self, event):  # noqa: N802
-        if event.button() == Qt.LeftButton:
+        if event.button() == Qt.MouseButton.LeftButton:
             self.vertices.append(QgsPointXY(event.mapPoint()))
             self._redraw()
-        elif event.button() == Qt.RightButton:
+        elif event.button() == Qt.MouseButton.RightButton:
             self.finish()
 
     def keyPressEvent(self, event):  # noqa: N802
-        if event.key() == Qt.Key_Escape:
+        if event.key() == Qt.Key.Key_Escape:
             self.clear()
             self.cancelled.emit()
             event.accept()
-        elif event.key() in (Qt.Key_Backspace, Qt.Key_Delete):
+        elif event.key() in (Qt.Key.Key_Backspace, Qt.Key.Key_Delete):
             if self.vertices:
                 self.vertices.pop()
                 self._redraw()

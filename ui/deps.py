@@ -102,17 +102,27 @@ def pinned_requirements() -> dict:
 
 
 def python_executable() -> str:
-    """The Python interpreter behind QGIS (inside QGIS, sys.executable is often QGIS itself)."""
-    exe = Path(sys.executable or "")
-    if exe.name.lower().startswith("python") and exe.exists():
-        return str(exe)
-    names = ["python.exe", "python3.exe"] if os.name == "nt" else [
-        f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"]
-    for folder in (Path(sys.exec_prefix), Path(sys.exec_prefix) / "bin", exe.parent, exe.parent / "bin"):
+    """The Python interpreter behind QGIS.
+
+    Inside QGIS sys.executable is often QGIS itself, or whatever `python3` comes first on
+    PATH (a pyenv shim, say), so the interpreter of this very prefix and version comes first.
+    """
+    major, minor = sys.version_info[:2]
+    if os.name == "nt":
+        names = ["python.exe", f"python{major}.exe", "python3.exe"]
+    else:
+        names = [f"python{major}.{minor}", f"python{major}"]
+    prefixes = []
+    for prefix in (sys.exec_prefix, sys.base_exec_prefix):
+        prefixes += [Path(prefix) / "bin", Path(prefix)]
+    for folder in prefixes:
         for name in names:
             candidate = folder / name
             if candidate.is_file():
                 return str(candidate)
+    exe = Path(sys.executable or "")
+    if exe.name.lower().startswith("python") and exe.is_file():
+        return str(exe)
     return "python3"
 
 
@@ -170,7 +180,7 @@ class PipInstallTask(QgsTask):
     messageChanged = pyqtSignal(str)
 
     def __init__(self, requirements: list):
-        super().__init__("GroundCast: installing Python packages", QgsTask.CanCancel)
+        super().__init__("GroundCast: installing Python packages", QgsTask.Flag.CanCancel)
         self.requirements = list(requirements)
         self.output = []
         self.error = ""

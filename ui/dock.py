@@ -190,11 +190,11 @@ def _nice_area(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem) -> str:
     return f"{km2:.2f} km\u00b2" if km2 < 100 else f"{km2:,.0f} km\u00b2"
 
 
-def _narrow(combo):
+def _narrow(combo, chars: int = 8):
     """Long layer names must not widen the dock: the combo elides instead."""
-    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(8)
-    combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
     return combo
 
 
@@ -242,23 +242,23 @@ class GroundCastDock(QgsDockWidget):
         outer.addWidget(self.tabs, 1)
         outer.addWidget(self._build_run_box())
         self.setWidget(root)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(360)  # every button label and the 2-column forms fit without scrolling
 
     @staticmethod
     def _scrolled(widget: QWidget) -> QScrollArea:
         area = QScrollArea()
         area.setWidgetResizable(True)
-        area.setFrameShape(QFrame.NoFrame)
-        area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)  # never cut off silently
         area.setWidget(widget)
         return area
 
     @staticmethod
     def _form() -> QFormLayout:
         form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
-        form.setLabelAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         return form
 
     def _build_deps_box(self) -> QWidget:
@@ -267,13 +267,13 @@ class GroundCastDock(QgsDockWidget):
         layout = QVBoxLayout(box)
         self.deps_label = QLabel()
         self.deps_label.setWordWrap(True)
-        self.deps_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.deps_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.deps_label.setStyleSheet("font-weight: normal; color: palette(text);")
         layout.addWidget(self.deps_label)
         self.deps_command = QPlainTextEdit()
         self.deps_command.setReadOnly(True)
         self.deps_command.setFont(QFont("monospace"))
-        self.deps_command.setMaximumHeight(72)
+        self.deps_command.setMaximumHeight(96)
         self.deps_command.setStyleSheet("font-weight: normal; color: palette(text);")
         layout.addWidget(self.deps_command)
         row = QHBoxLayout()
@@ -312,7 +312,7 @@ class GroundCastDock(QgsDockWidget):
         self.points_info.setWordWrap(True)
         points_row = QHBoxLayout()
         points_row.addWidget(self.points_info, 1)
-        points_row.addWidget(open_button, 0, Qt.AlignTop)
+        points_row.addWidget(open_button, 0, Qt.AlignmentFlag.AlignTop)
         form.addRow(points_row)
 
         self.dem_combo = _narrow(QgsMapLayerComboBox())
@@ -339,7 +339,7 @@ class GroundCastDock(QgsDockWidget):
         self.draw_button.toggled.connect(self._on_draw_toggled)
         self.aoi_tool.deactivated.connect(lambda: self.draw_button.setChecked(False))
         self.selection_button = QPushButton("Selected features")
-        self.selection_button.setToolTip("Use the selected polygons of the layer below")
+        self.selection_button.setToolTip("Use the selected polygons of the polygon layer below")
         self.selection_button.clicked.connect(self.use_selected_features)
         self.extent_button = QPushButton("Canvas extent")
         self.extent_button.clicked.connect(self.use_canvas_extent)
@@ -353,6 +353,7 @@ class GroundCastDock(QgsDockWidget):
         aoi_form = self._form()
         self.aoi_layer_combo = _narrow(QgsMapLayerComboBox())
         self.aoi_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.aoi_layer_combo.setToolTip("Polygon layer whose selected features make the area")
         aoi_form.addRow("Polygon layer", self.aoi_layer_combo)
         aoi_layout.addLayout(aoi_form)
         self.aoi_label = QLabel()
@@ -458,23 +459,23 @@ class GroundCastDock(QgsDockWidget):
         self.result_label = QLabel("No run yet.")
         self.result_label.setWordWrap(True)
         self.result_label.setOpenExternalLinks(True)
-        self.result_label.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         layout.addWidget(self.result_label)
 
         self.backtest_box = QGroupBox("Backtest skill (held-out epochs)")
         box_layout = QVBoxLayout(self.backtest_box)
         self.metrics_table = QTableWidget(0, 0)
-        self.metrics_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.metrics_table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.metrics_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.metrics_table.setSizeAdjustPolicy(QAbstractItemView.AdjustToContents)
+        self.metrics_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.metrics_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.metrics_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.metrics_table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         box_layout.addWidget(self.metrics_table)
         self.metrics_note = QLabel()
         self.metrics_note.setWordWrap(True)
         box_layout.addWidget(self.metrics_note)
         self.backtest_image = QLabel()
-        self.backtest_image.setAlignment(Qt.AlignCenter)
-        self.backtest_image.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.backtest_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.backtest_image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         box_layout.addWidget(self.backtest_image)
         self.backtest_box.setVisible(False)
         layout.addWidget(self.backtest_box)
@@ -855,7 +856,9 @@ class GroundCastDock(QgsDockWidget):
         layers = add_result_layers(out_dir, name, project, aoi_geometry=params.get("aoi"))
         self.result_layers = layers
         self.result_crs = layers["forecast"].crs()
-        sync_temporal_controller(self.canvas, project)
+        from .layers import band_dates
+
+        sync_temporal_controller(self.canvas, project, dates=band_dates(layers["forecast"]))
         self.series = None
         if (Path(out_dir) / "series.npz").exists():
             self.series = SeriesStore(out_dir)
@@ -917,7 +920,7 @@ class GroundCastDock(QgsDockWidget):
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
-                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(row, col, item)
             extras = [metrics.get("mmstt_coverage90"), metrics.get("mmstt_crps_mm"),
                       metrics.get("variogram_range_m")] if key == "mmstt" else [None, None, None]
@@ -925,7 +928,7 @@ class GroundCastDock(QgsDockWidget):
             for offset, (value, fmt) in enumerate(zip(extras, formats)):
                 text = fmt.format(value) if isinstance(value, (int, float)) else "\u2013"
                 item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(row, len(horizons) + offset, item)
         table.resizeColumnsToContents()
         table.resizeRowsToContents()
@@ -954,7 +957,8 @@ class GroundCastDock(QgsDockWidget):
             self.backtest_image.clear()
             return
         width = max(200, self.backtest_image.width() - 4)
-        self.backtest_image.setPixmap(self._backtest_pixmap.scaledToWidth(width, Qt.SmoothTransformation))
+        smooth = Qt.TransformationMode.SmoothTransformation
+        self.backtest_image.setPixmap(self._backtest_pixmap.scaledToWidth(width, smooth))
 
     def resizeEvent(self, event):  # noqa: N802 (Qt API)
         super().resizeEvent(event)

@@ -113,6 +113,7 @@ def raster_values(layer: QgsRasterLayer, bands=None, max_size: int = 400):
 
 
 def _pseudocolor(layer, band, colors, vmin, vmax, labels, n_items, suffix, min_label, max_label):
+    # the legend's suffix is appended to the min/max labels too, so units live in the labels
     ramp = _ramp(colors)
     items = []
     for i in range(n_items):
@@ -156,8 +157,8 @@ def style_forecast(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoC
     vmax = forecast_limit(layer)
     layer.setCustomProperty(KIND_KEY, "forecast")
     return _pseudocolor(
-        layer, band, DIVERGING, -vmax, vmax, lambda v: f"{_fmt(v)} mm", 9, " mm",
-        f"{_fmt(-vmax)} mm subsidence", f"+{_fmt(vmax)} mm uplift")
+        layer, band, DIVERGING, -vmax, vmax, lambda v: f"{_fmt(v)} mm", 9, "",
+        f"{_fmt(-vmax)} mm (subsidence)", f"+{_fmt(vmax)} mm (uplift)")
 
 
 def style_interval(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoColorRenderer:
@@ -167,7 +168,7 @@ def style_interval(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoC
     values = raster_values(layer)
     vmax = _nice_ceiling(float(np.percentile(values, 98))) if values.size else 1.0
     layer.setCustomProperty(KIND_KEY, "interval90")
-    return _pseudocolor(layer, band, INTERVAL, 0.0, vmax, lambda v: f"{_fmt(v)} mm", 5, " mm",
+    return _pseudocolor(layer, band, INTERVAL, 0.0, vmax, lambda v: f"{_fmt(v)} mm", 5, "",
                         "0 mm", f"{_fmt(vmax)} mm")
 
 
@@ -277,7 +278,7 @@ def _step_days(dates: list) -> int:
 
 
 def _qdatetime(day: dt.date) -> QDateTime:
-    return QDateTime(day, QTime(0, 0), Qt.UTC)
+    return QDateTime(day, QTime(0, 0), Qt.TimeSpec.UTC)
 
 
 def set_temporal(layer: QgsRasterLayer, band_dates: list, project: QgsProject | None = None) -> None:
@@ -366,22 +367,37 @@ class TemporalBandSwitcher(QObject):
                 pass
 
 
-def sync_temporal_controller(canvas, project: QgsProject | None = None, frame: int | None = None) -> bool:
-    """Point the live Temporal Controller at the project's time range and turn animation on.
+def sync_temporal_controller(canvas, project: QgsProject | None = None, frame: int | None = None,
+                             dates: list | None = None) -> bool:
+    """Point the live Temporal Controller at the forecast dates, one frame per band, animation on.
 
-    `frame` None shows the last frame (the horizon, which the point layer also shows).
-    Returns False where the canvas has no navigation controller (headless tests).
+    `dates` default: the band dates of the newest GroundCast raster in the project. `frame` None
+    shows the last frame (the horizon, which the point layer also shows). Returns False where
+    the canvas has no navigation controller (headless tests, scripts).
     """
     from qgis.core import QgsInterval, QgsTemporalNavigationObject
 
     project = project or QgsProject.instance()
+    if dates is None:
+        tagged = [lyr for lyr in project.mapLayers().values()
+                  if isinstance(lyr, QgsRasterLayer) and lyr.customProperty(BAND_DATES_KEY)]
+        dates = band_dates(tagged[-1]) if tagged else []
     controller = canvas.temporalController() if canvas is not None else None
-    if not isinstance(controller, QgsTemporalNavigationObject):
+    if not dates or not isinstance(controller, QgsTemporalNavigationObject):
         return False
+    dates = [_to_date(d) for d in dates]
+    step = _step_days(dates)
+    end = dates[-1] + dt.timedelta(days=step)
+    extent = QgsDateTimeRange(_qdatetime(dates[0]), _qdatetime(end), True, False)
+    # QGIS's controller panel writes its own step (1 hour by default) into the project when
+    # temporal layers arrive, so the step is set here, after the layers, and not read back.
     settings = project.timeSettings()
-    controller.setTemporalExtents(settings.temporalRange())
-    controller.setFrameDuration(QgsInterval(settings.timeStep(), settings.timeStepUnit()))
+    settings.setTemporalRange(extent)
+    settings.setTimeStep(step)
+    settings.setTimeStepUnit(QgsUnitTypes.TemporalDays)
     controller.setNavigationMode(QgsTemporalNavigationObject.Animated)
+    controller.setTemporalExtents(extent)
+    controller.setFrameDuration(QgsInterval(step, QgsUnitTypes.TemporalDays))
     last = max(controller.totalFrameCount() - 1, 0)
     controller.setCurrentFrameNumber(last if frame is None else min(frame, last))
     return True

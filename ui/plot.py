@@ -169,7 +169,7 @@ class TimeSeriesWidget(QWidget):
             self.figure = Figure(figsize=(4.5, 3.0), dpi=90, layout="constrained")
             self.canvas = _canvas_class()(self.figure)
             self.canvas.setMinimumHeight(260)
-            self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+            self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             layout.addWidget(self.canvas)
         except ImportError as exc:
             self.hint.setText(f"The time-series plot needs matplotlib ({exc}).")

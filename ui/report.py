@@ -277,7 +277,7 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     """Build the report layout and add it to `project`'s layout manager (replacing one of the same name).
 
     result_layers: as returned by ui.layers.add_result_layers (forecast, aoi, ...); any other map
-    layer in it (e.g. 'hillshade', multiply-blended) is drawn over the forecast, under the AOI. `when`: the forecast date to
+    layer in it (e.g. a 'hillshade') is drawn under the forecast as background. `when`: the forecast date to
     map (ISO); default the horizon, the last band.
     """
     aoi = result_layers.get("aoi")
@@ -317,8 +317,8 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     layout.addLayoutItem(map_item)
     _place(map_item, MAP_RECT)
     map_item.setCrs(forecast.crs())
-    # top of the list is drawn on top; extras are overlays such as a multiply-blended hillshade
-    map_item.setLayers(([aoi] if aoi is not None else []) + extra + [forecast])
+    # top of the list is drawn on top; extras (e.g. a hillshade) are backgrounds
+    map_item.setLayers(([aoi] if aoi is not None else []) + [forecast] + extra)
     map_item.setKeepLayerSet(True)
     map_item.setFrameEnabled(True)
     map_item.setFrameStrokeWidth(QgsLayoutMeasurement(0.3, MM))
@@ -339,6 +339,9 @@ def build_report(project, result_layers: dict, out_dir: str, title: str | None =
     arrow.setPicturePath(_svg_path(NORTH_ARROW))
     arrow.setLinkedMap(map_item)
     arrow.setNorthMode(QgsLayoutItemPicture.GridNorth)
+    arrow.setSvgFillColor(QColor("#303030"))
+    arrow.setSvgStrokeColor(QColor("#000000"))
+    arrow.setBackgroundEnabled(False)
     layout.addLayoutItem(arrow)
     x, y, w, _ = MAP_RECT
     _place(arrow, (x + w - 14.0, y + 3.0, 11.0, 15.0))

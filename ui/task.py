@@ -84,7 +84,7 @@ class EngineTask(QgsTask):
     def __init__(self, kind: str, config, runner=None, message_bar=None, description: str | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown task kind {kind!r}")
-        super().__init__(description or f"GroundCast {kind}", QgsTask.CanCancel)
+        super().__init__(description or f"GroundCast {kind}", QgsTask.Flag.CanCancel)
         self.kind = kind
         self.config = config
         self.runner = runner
