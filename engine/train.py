@@ -306,7 +306,7 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            train_loss += float(loss) / options.steps_per_epoch
+            train_loss += loss.item() / options.steps_per_epoch
             if progress is not None:
                 done = (epoch * options.steps_per_epoch + step + 1) / total_steps
                 progress.progress(done, f"training epoch {epoch + 1}/{options.epochs}, loss {train_loss:.3f}")

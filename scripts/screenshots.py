@@ -11,7 +11,13 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsReferencedRectangle
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsProject,
+    QgsReferencedRectangle,
+    QgsSettings,
+)
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import active_plugins, iface, loadPlugin, plugins, startPlugin
 
@@ -19,7 +25,7 @@ DEMO = Path(os.environ["GROUNDCAST_DEMO"])
 SHOTS = Path(os.environ["GROUNDCAST_SHOTS"])
 LOG = Path(os.environ.get("GROUNDCAST_LOG", "/dev/stderr"))
 STEP_MS = 1500
-HARD_LIMIT_S = 240  # screenshots.sh has its own timeout; this one quits cleanly first
+HARD_LIMIT_S = int(os.environ.get("GROUNDCAST_SHOT_LIMIT_S", "240"))  # screenshots.sh has its own timeout; this one quits cleanly first
 
 state = {}
 
@@ -57,6 +63,9 @@ def save(widget, name):
 
 
 def step_start():
+    # no "Select Transformation" dialogs: the project is in the results' CRS before they load
+    QgsSettings().setValue("/projections/promptWhenMultipleTransformsExist", False, QgsSettings.App)
+    QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:3035"))
     window = iface.mainWindow()
     window.resize(1600, 1000)
     window.showMaximized()
@@ -80,11 +89,15 @@ def step_show_results():
     if (DEMO / "backtest" / "metrics.json").is_file():
         dock.show_backtest(str(DEMO / "backtest"))
     state["layers"] = layers
-    forecast = layers["forecast"]
+
+
+def step_zoom():
+    # after the layers: QGIS may have set the project CRS from its defaults meanwhile
+    forecast = state["layers"]["forecast"]
+    QgsProject.instance().setCrs(forecast.crs())
     extent = forecast.extent()
     extent.scale(1.05)
     canvas = iface.mapCanvas()
-    QgsProject.instance().setCrs(forecast.crs())
     canvas.setDestinationCrs(forecast.crs())
     canvas.setExtent(QgsReferencedRectangle(extent, forecast.crs()))
     canvas.refresh()
@@ -92,6 +105,8 @@ def step_show_results():
 
 def step_main_shot():
     settle(2.0)
+    log(f"project CRS {QgsProject.instance().crs().authid()}, "
+        f"canvas CRS {iface.mapCanvas().mapSettings().destinationCrs().authid()}")
     save(iface.mainWindow(), "screenshot_main.png")
 
 
@@ -115,7 +130,7 @@ def step_timeseries_shot():
     save(dock.plot, "screenshot_timeseries.png")
 
 
-STEPS = [step_start, step_show_results, step_main_shot, step_timeseries, step_timeseries_shot]
+STEPS = [step_start, step_show_results, step_zoom, step_main_shot, step_timeseries, step_timeseries_shot]
 
 
 def run(index=0):
@@ -134,6 +149,10 @@ def run(index=0):
 
 def _watchdog():
     log(f"gave up after {HARD_LIMIT_S}s")
+    # name what blocks: usually a modal dialog that no one will click
+    for widget in QgsApplication.topLevelWidgets():
+        if widget.isVisible():
+            log(f"visible: {type(widget).__name__} {widget.windowTitle()!r}")
     quit_qgis(2)
 
 

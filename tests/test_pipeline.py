@@ -1,0 +1,158 @@
+"""The engine end to end on the small demo region: files, determinism, no leakage, calibration."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from engine.errors import Cancelled
+from engine.pipeline import (RunConfig, exceedance_probability, fit_shares, forecast_scene, interval_scale,
+                             prepare, run_backtest, run_forecast, widen)
+
+METRIC_KEYS = {"horizons_days", "models", "mmstt_coverage90", "mmstt_crps_mm", "variogram_range_m", "n_points",
+               "n_epochs_train", "seconds_train", "seconds_forecast", "device"}
+
+
+def demo_config(demo_data_dir, out, **overrides) -> RunConfig:
+    d = demo_data_dir
+    options = dict(points=str(d / "EGMS_L2b_demo_2020_2024.csv"), out_dir=str(out), dem=str(d / "dem.tif"),
+                   geology=str(d / "geology.gpkg"), geology_field="unit", soil=str(d / "soil.gpkg"),
+                   soil_field="soil", horizon_days=90, epochs=1, device="cpu")
+    options.update(overrides)
+    return RunConfig(**options)
+
+
+@pytest.fixture(scope="module")
+def forecast_dir(demo_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("forecast")
+    run_forecast(demo_config(demo_data_dir, out), log=lambda m: None)
+    return out
+
+
+def test_forecast_writes_every_file_in_the_documented_layout(forecast_dir):
+    summary = json.loads((forecast_dir / "summary.json").read_text())
+    n_dates = len(summary["forecast_dates"])
+    assert n_dates == 15                                   # 90 days in 6-day steps
+    assert summary["forecast_dates"][0] > summary["observed_to"]
+    for name in ("forecast", "forecast_q05", "forecast_q95", "interval90", "exceedance"):
+        with rasterio.open(forecast_dir / f"{name}.tif") as src:
+            assert src.count == n_dates
+            assert list(src.descriptions) == summary["forecast_dates"]
+            assert src.nodata == -9999
+            assert src.crs.to_epsg() == 3035
+            data = src.read(masked=True)
+            assert data.count() > 0
+            if name == "exceedance":
+                assert 0 <= data.min() and data.max() <= 1
+    with rasterio.open(forecast_dir / "forecast_q05.tif") as lo, rasterio.open(forecast_dir / "forecast_q95.tif") as hi:
+        a, b = lo.read(masked=True), hi.read(masked=True)
+        assert (a <= b).all()
+    assert summary["variogram_range_m"] > 0
+    assert summary["attribution"] == "Contains modified Copernicus EGMS data"
+
+
+def test_forecast_series_are_loadable_without_pickle(forecast_dir):
+    with np.load(forecast_dir / "series.npz", allow_pickle=False) as series:
+        n = len(series["pid"])
+        assert series["q50_mm"].shape == (n, 15)
+        assert series["obs_mm"].shape[0] == n
+        ok = np.isfinite(series["q50_mm"]).all(1)
+        assert ok.mean() > 0.9
+        assert (series["q05_mm"][ok] <= series["q50_mm"][ok]).all()
+        assert (series["q50_mm"][ok] <= series["q95_mm"][ok]).all()
+
+
+def test_same_seed_gives_the_same_forecast(demo_data_dir, forecast_dir, tmp_path):
+    run_forecast(demo_config(demo_data_dir, tmp_path / "again"), log=lambda m: None)
+    with rasterio.open(forecast_dir / "forecast.tif") as a, rasterio.open(tmp_path / "again" / "forecast.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+
+
+def test_held_out_epochs_never_reach_the_inputs(demo_data_dir, tmp_path):
+    """Changing every value after the cut must not change the forecast made before it."""
+    src = demo_data_dir / "EGMS_L2b_demo_2020_2024.csv"
+    header, *rows = src.read_text().splitlines()
+    columns = header.split(",")
+    dates = [i for i, c in enumerate(columns) if c.isdigit()]
+    cut = np.datetime64(f"{columns[dates[-20]][:4]}-{columns[dates[-20]][4:6]}-{columns[dates[-20]][6:]}")
+    tampered = [header]
+    for row in rows:
+        fields = row.split(",")
+        for i in dates[-19:]:
+            if fields[i]:
+                fields[i] = f"{float(fields[i]) + 500:.1f}"
+        tampered.append(",".join(fields))
+    other = tmp_path / "tampered.csv"
+    other.write_text("\n".join(tampered) + "\n")
+
+    def forecast(points):
+        config = demo_config(demo_data_dir, tmp_path / "unused", points=str(points), dem=None, geology=None,
+                             soil=None)
+        return forecast_scene(prepare(config, until=cut), config, 60, log=lambda m: None).points_mm
+
+    assert np.array_equal(forecast(src), forecast(other), equal_nan=True)
+
+
+def test_backtest_metrics_have_exactly_the_documented_keys(demo_data_dir, tmp_path):
+    metrics = run_backtest(demo_config(demo_data_dir, tmp_path / "bt", holdout_days=365), log=lambda m: None)
+    saved = json.loads((tmp_path / "bt" / "metrics.json").read_text())
+    assert set(saved) == METRIC_KEYS == set(metrics)
+    assert saved["horizons_days"] == [12, 90, 180, 365]
+    assert set(saved["models"]) == {"mmstt", "persistence", "timefn"}
+    for scores in saved["models"].values():
+        assert set(scores) == {"rmse_mm", "mae_mm", "r2"}
+        assert all(len(v) == 4 and all(np.isfinite(v)) for v in scores.values())
+    assert 0 < saved["mmstt_coverage90"] <= 1
+    assert (tmp_path / "bt" / "backtest.png").stat().st_size > 10_000
+
+
+def test_cancel_leaves_the_output_folder_untouched(demo_data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    class CancelDuringTraining:
+        def progress(self, fraction, message):
+            self.training = "training" in message
+
+        def should_cancel(self):
+            return getattr(self, "training", False)
+
+    with pytest.raises(Cancelled):
+        run_forecast(demo_config(demo_data_dir, out), CancelDuringTraining(), log=lambda m: None)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_interval_scale_restores_nominal_coverage():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 2.0, (10, 4000))
+    raw = np.stack([np.full_like(truth, -1.0), np.zeros_like(truth), np.full_like(truth, 1.0)])
+    calibrated = widen(raw, interval_scale(raw, truth))
+    fresh = rng.normal(0, 2.0, truth.shape)
+    inside = (calibrated[0] <= fresh) & (fresh <= calibrated[2])
+    assert abs(inside.mean() - 0.9) < 0.02
+
+
+def test_fit_shares_recovers_the_share_of_a_departure():
+    rng = np.random.default_rng(1)
+    departures = rng.normal(0, 3, (2, 8, 500))
+    truth = 0.7 * departures[0] + 0.2 * departures[1] + rng.normal(0, 0.5, (8, 500))
+    raw = np.zeros((3, 8, 500))
+    shares = fit_shares(raw, departures, truth)
+    assert np.allclose(shares[0], 0.7, atol=0.05) and np.allclose(shares[1], 0.2, atol=0.05)
+
+
+def test_exceedance_matches_the_quantiles():
+    level = np.zeros(3)
+    q = np.stack([np.array([-20.0, -10, 0]), np.array([-10.0, 0, 5]), np.array([0.0, 10, 10])])
+    p = exceedance_probability(q, level, -10.0)
+    assert p[0] == pytest.approx(0.5, abs=1e-6)      # threshold at the median
+    assert p[1] == pytest.approx(0.05, abs=1e-3)     # threshold at q05
+    assert p[2] < 0.01
+    assert exceedance_probability(q, level, 10.0)[2] == pytest.approx(0.05, abs=1e-3)  # uplift at q95
+
+
