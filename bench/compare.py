@@ -492,7 +492,7 @@ def main(argv=None) -> dict:
                            device="cpu", holdout_days=args.holdout_days)
         sections += run_dataset(f"demo {args.demo_km:g} km", config, budget, args.holdout_days, models,
                                 truth_npz=demo["truth"], log=log)
-    mode = "quick" if args.quick else "full"
+    mode = "quick" if args.quick else "custom" if args.epochs or args.steps else "full"
     table = markdown(sections, budget, mode)
     report = {"mode": mode, "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
               "budget": asdict(budget), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -10,7 +10,9 @@ All take a batch dict and return [B, H, *space] point forecasts on the scale of 
     lap      [B, N, N]       scaled graph Laplacian of the nodes (STGCN)
 
 *space is (S, S) grid cells for ConvLSTM and (N,) cells with data for the other three.
-Sizes are the originals' defaults shrunk to a few hundred cells and two CPU cores.
+Sizes are the originals' defaults shrunk to a few hundred cells and two CPU cores. STGCN and
+STAEformer were built for 12-step inputs: they see the 60-step context as 10 tokens of 6 steps
+(values and masks stacked as channels, MM-STT's own time patch), which keeps N x N work affordable.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 SLOTS_PER_YEAR = 61        # 366 / 6, rounded up
+TIME_PATCH = 6
+
+
+def patch_time(batch, p: int = TIME_PATCH) -> torch.Tensor:
+    """history and mask [B, L, *space] -> [B, L/p, 2p, *space]: p steps' values and masks per token."""
+    x = torch.cat([batch["history"], batch["mask"]], 1)
+    B, L2 = x.shape[:2]
+    x = x.view(B, 2, L2 // (2 * p), p, *x.shape[2:]).transpose(1, 2)
+    return x.reshape(B, L2 // (2 * p), 2 * p, *x.shape[4:])
 
 
 class ConvLSTMCell(nn.Module):
@@ -78,10 +89,12 @@ class ChebGraphConv(nn.Module):
         nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x, lap):                                             # x [B, C, T, N], lap [B, N, N]
-        lap = lap[:, None]
-        terms = [x, x @ lap]
+        def prop(y):                       # y L (L symmetric), one bmm rather than a broadcast copy of L
+            return torch.bmm(y.flatten(1, 2), lap).view_as(y)
+
+        terms = [x, prop(x)]
         while len(terms) < len(self.weight):
-            terms.append(2 * terms[-1] @ lap - terms[-2])
+            terms.append(2 * prop(terms[-1]) - terms[-2])
         out = torch.einsum("kbctn,kcd->bdtn", torch.stack(terms[:len(self.weight)]), self.weight)
         return out + self.bias[:, None, None]
 
@@ -109,16 +122,16 @@ class STGCN(nn.Module):
     def __init__(self, context: int, horizon: int, channels: tuple = (32, 8, 32), kt: int = 3, order: int = 3,
                  dropout: float = 0.1):
         super().__init__()
-        self.blocks = nn.ModuleList([STConvBlock(2, channels, kt, order, dropout),
+        self.blocks = nn.ModuleList([STConvBlock(2 * TIME_PATCH, channels, kt, order, dropout),
                                      STConvBlock(channels[-1], channels, kt, order, dropout)])
-        left = context - 4 * (kt - 1)                                      # time steps after two blocks
+        left = context // TIME_PATCH - 4 * (kt - 1)                        # tokens left after two blocks
         c = channels[-1]
         self.out_t = GatedTemporalConv(c, c, left)                         # output layer: collapse time
         self.out_norm = nn.LayerNorm(c)
         self.out_fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, horizon))
 
     def forward(self, batch):
-        x = torch.stack([batch["history"], batch["mask"]], 1)             # [B, 2, L, N]
+        x = patch_time(batch).transpose(1, 2)                              # [B, 2p, L/p, N]
         for block in self.blocks:
             x = block(x, batch["lap"])
         x = self.out_norm(self.out_t(x)[:, :, 0].transpose(1, 2))          # [B, N, C]
@@ -139,6 +152,25 @@ def scaled_laplacian(xy: torch.Tensor, k: int = 8) -> torch.Tensor:
     return -(inv[..., :, None] * w * inv[..., None, :])
 
 
+class AttentionLayer(nn.Module):
+    """STAEformer's self-attention layer: post-norm, ReLU feed-forward, dropout on both residual branches."""
+
+    def __init__(self, d: int, heads: int, feed_forward: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, feed_forward), nn.ReLU(), nn.Linear(feed_forward, d))
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):                                                  # [R, S, d], attention along S
+        R, S, d = x.shape
+        q, k, v = self.qkv(x).view(R, S, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(R, S, d)
+        x = self.ln1(x + self.drop(self.proj(y)))
+        return self.ln2(x + self.drop(self.ff(x)))
+
+
 class STAEformer(nn.Module):
     """Liu et al. 2023: input, calendar and adaptive (per step and node) embeddings concatenated, then
     temporal self-attention layers, then spatial ones, and a mixed projection of all steps to the horizon.
@@ -152,26 +184,25 @@ class STAEformer(nn.Module):
                  d_adaptive: int = 16, heads: int = 4, feed_forward: int = 64, layers: int = 2,
                  dropout: float = 0.1):
         super().__init__()
-        self.inp = nn.Linear(2, d_input)
+        self.inp = nn.Linear(2 * TIME_PATCH, d_input)
         self.slot = nn.Embedding(SLOTS_PER_YEAR, d_calendar)
         self.month = nn.Embedding(12, d_calendar)
+        context //= TIME_PATCH
         self.adaptive = nn.Parameter(torch.empty(context, n_nodes, d_adaptive))
         nn.init.xavier_uniform_(self.adaptive)
         d = d_input + 2 * d_calendar + d_adaptive
 
-        def layer():
-            return nn.TransformerEncoderLayer(d, heads, feed_forward, dropout, batch_first=True)
-
-        self.temporal = nn.ModuleList(layer() for _ in range(layers))
-        self.spatial = nn.ModuleList(layer() for _ in range(layers))
+        self.temporal = nn.ModuleList(AttentionLayer(d, heads, feed_forward, dropout) for _ in range(layers))
+        self.spatial = nn.ModuleList(AttentionLayer(d, heads, feed_forward, dropout) for _ in range(layers))
         self.out = nn.Linear(context * d, horizon)
 
     def forward(self, batch):
-        hist, nodes = batch["history"], batch["nodes"]
-        B, L, N = hist.shape
-        h = torch.cat([self.inp(torch.stack([hist, batch["mask"]], -1)),
-                       self.slot(batch["slot"])[:, :, None].expand(-1, -1, N, -1),
-                       self.month(batch["month"])[:, :, None].expand(-1, -1, N, -1),
+        x, nodes = patch_time(batch).transpose(2, 3), batch["nodes"]       # [B, L, N, 2p]
+        B, L, N, _ = x.shape
+        last = slice(TIME_PATCH - 1, None, TIME_PATCH)                     # a token's calendar: its last step
+        h = torch.cat([self.inp(x),
+                       self.slot(batch["slot"][:, last])[:, :, None].expand(-1, -1, N, -1),
+                       self.month(batch["month"][:, last])[:, :, None].expand(-1, -1, N, -1),
                        self.adaptive[:, nodes].transpose(0, 1)], -1)       # [B, L, N, d]
         d = h.shape[-1]
         h = h.transpose(1, 2).reshape(B * N, L, d)

@@ -1,4 +1,5 @@
 """Command line: python -m engine demo-data | forecast | backtest."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,17 +45,28 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aoi", help="area of interest: polygon file, or WKT text (EPSG:xxxx;POLYGON(...))")
     p.add_argument("--cell-size", type=float, default=100.0, help="grid cell size in metres (default 100)")
     p.add_argument("--horizon-days", type=int, default=365, help="days to forecast (default 365)")
-    p.add_argument("--threshold-mm", type=float, default=-10.0,
-                   help="exceedance threshold in mm since the last observation (default -10: subsidence)")
+    p.add_argument(
+        "--threshold-mm",
+        type=float,
+        default=-10.0,
+        help="exceedance threshold in mm since the last observation (default -10: subsidence)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the built-in budget)")
     p.add_argument("--no-priors", action="store_true", help="ignore the prior layers (ablation)")
+    p.add_argument(
+        "--init-from",
+        help="model.safetensors of an earlier forecast: fine-tune it on this area "
+        "(few-shot) instead of training from scratch",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--out", required=True, help="output folder")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m engine", description="GroundCast ground-motion forecasting")
+    root = argparse.ArgumentParser(
+        prog="python -m engine", description="GroundCast ground-motion forecasting"
+    )
     root.add_argument("--debug", action="store_true", help="show the traceback on errors")
     sub = root.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo-data", help="write the synthetic demo region")
@@ -73,11 +85,25 @@ def parser() -> argparse.ArgumentParser:
 def _config(args):
     from .pipeline import RunConfig
 
-    return RunConfig(points=args.points, out_dir=args.out, dem=args.dem, geology=args.geology,
-                     geology_field=args.geology_field, soil=args.soil, soil_field=args.soil_field, aoi=args.aoi,
-                     cell_size_m=args.cell_size, horizon_days=args.horizon_days, threshold_mm=args.threshold_mm,
-                     seed=args.seed, device=args.device, epochs=args.epochs,
-                     holdout_days=getattr(args, "holdout_days", 365), use_priors=not args.no_priors)
+    return RunConfig(
+        points=args.points,
+        out_dir=args.out,
+        dem=args.dem,
+        geology=args.geology,
+        geology_field=args.geology_field,
+        soil=args.soil,
+        soil_field=args.soil_field,
+        aoi=args.aoi,
+        cell_size_m=args.cell_size,
+        horizon_days=args.horizon_days,
+        threshold_mm=args.threshold_mm,
+        seed=args.seed,
+        device=args.device,
+        epochs=args.epochs,
+        holdout_days=getattr(args, "holdout_days", 365),
+        use_priors=not args.no_priors,
+        init_from=args.init_from,
+    )
 
 
 def main(argv=None) -> int:
@@ -93,8 +119,10 @@ def main(argv=None) -> int:
             from .pipeline import run_forecast
 
             summary = run_forecast(_config(args), progress, log=lambda m: print(m, file=sys.stderr))
-            print(f"forecast written to {args.out} (learned correlation range "
-                  f"{summary['variogram_range_m']:.0f} m, device {summary['device']})")
+            print(
+                f"forecast written to {args.out} (learned correlation range "
+                f"{summary['variogram_range_m']:.0f} m, device {summary['device']})"
+            )
         else:
             from .pipeline import run_backtest
 
@@ -112,8 +140,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # a bug: still one line unless --debug
         if getattr(args, "debug", False):
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              "(run with --debug for details)", file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(run with --debug for details)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -123,7 +154,9 @@ def skill_table(metrics: dict) -> str:
     lines = ["model        " + "".join(f"{h:>9d} d" for h in horizons) + "   (RMSE mm at the points)"]
     for name, scores in metrics["models"].items():
         lines.append(f"{name:<13}" + "".join(f"{v:>11.2f}" for v in scores["rmse_mm"]))
-    lines.append(f"MM-STT 90% coverage {metrics['mmstt_coverage90']:.3f}, CRPS {metrics['mmstt_crps_mm']:.2f} mm, "
-                 f"learned range {metrics['variogram_range_m']:.0f} m, {metrics['n_points']} points, "
-                 f"train {metrics['seconds_train']:.1f} s on {metrics['device']}")
+    lines.append(
+        f"MM-STT 90% coverage {metrics['mmstt_coverage90']:.3f}, CRPS {metrics['mmstt_crps_mm']:.2f} mm, "
+        f"learned range {metrics['variogram_range_m']:.0f} m, {metrics['n_points']} points, "
+        f"train {metrics['seconds_train']:.1f} s on {metrics['device']}"
+    )
     return "\n".join(lines)

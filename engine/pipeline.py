@@ -3,6 +3,7 @@
 `run_forecast` and `run_backtest` are what the command line, the QGIS task and the
 Processing algorithms call. Both write only into the output folder, all at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ import numpy as np
 from . import __version__
 from .aoi import AOI, read_aoi
 from .baselines import persistence, timefn_fit
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .crs import require_metric
 from .errors import InputError
 from .fileio import atomic_dir
@@ -27,8 +28,7 @@ from .outputs import plot_backtest, write_band_stack, write_json, write_points_g
 from .points import PointSeries, read_points, regularize_time, reproject_points
 from .priors import Priors, build_priors
 from .progress import NullProgress, check_cancel, scaled
-from .train import (STEP_DAYS, Area, TrainedModel, TrainOptions, fit, forecast_area, make_area,
-                    window_level)
+from .train import STEP_DAYS, TrainedModel, TrainOptions, fit, forecast_area, make_area, window_level
 
 ATTRIBUTION = "Contains modified Copernicus EGMS data"
 BACKTEST_HORIZONS_DAYS = (12, 90, 180, 365)
@@ -53,14 +53,16 @@ class RunConfig:
     device: str = "auto"
     epochs: int | None = None
     holdout_days: int = 365
-    use_priors: bool = True           # off: the ablation without prior layers
+    use_priors: bool = True  # off: the ablation without prior layers
+    init_from: str | None = None  # a model.safetensors from another area: few-shot fine-tuning
 
 
 @dataclass
 class Scene:
     """Everything a run learns from, aligned on one grid."""
-    points: PointSeries       # inside the AOI, in the grid's CRS, original dates
-    regular: PointSeries      # the same points on the regular STEP_DAYS axis
+
+    points: PointSeries  # inside the AOI, in the grid's CRS, original dates
+    regular: PointSeries  # the same points on the regular STEP_DAYS axis
     cube: Cube
     priors: Priors
     aoi: AOI | None
@@ -69,11 +71,12 @@ class Scene:
 @dataclass
 class Forecast:
     """Quantile forecasts on the grid and at the points, on regular dates after the last epoch."""
-    dates: np.ndarray          # [H] datetime64[D]
-    quantiles: tuple           # e.g. (0.05, 0.5, 0.95)
-    cells_mm: np.ndarray       # [Q, H, rows, cols] cumulative displacement (EGMS reference)
+
+    dates: np.ndarray  # [H] datetime64[D]
+    quantiles: tuple  # e.g. (0.05, 0.5, 0.95)
+    cells_mm: np.ndarray  # [Q, H, rows, cols] cumulative displacement (EGMS reference)
     cells_level_mm: np.ndarray  # [rows, cols] level at the origin
-    points_mm: np.ndarray      # [Q, H, N]
+    points_mm: np.ndarray  # [Q, H, N]
     points_level_mm: np.ndarray  # [N]
     interval_scale: np.ndarray  # [H] conformal widening of the raw 90% interval
     trained: TrainedModel
@@ -91,8 +94,9 @@ def check_config(config: RunConfig) -> None:
             raise InputError(f"{getattr(config, name)}: give the {name} class field (--{name}-field).")
 
 
-def prepare(config: RunConfig, progress=None, until: np.datetime64 | None = None,
-            points: PointSeries | None = None) -> Scene:
+def prepare(
+    config: RunConfig, progress=None, until: np.datetime64 | None = None, points: PointSeries | None = None
+) -> Scene:
     """Read, clip, resample and grid the points, and put the priors on the same grid.
 
     With `until`, epochs after that date are dropped before anything else sees them.
@@ -107,8 +111,12 @@ def prepare(config: RunConfig, progress=None, until: np.datetime64 | None = None
         keep = points.dates <= until
         if keep.sum() < 2:
             raise InputError(f"{points.source}: fewer than two epochs remain before {until}.")
-        points = replace(points, dates=points.dates[keep], displacement_mm=points.displacement_mm[:, keep],
-                         valid=points.valid[:, keep])
+        points = replace(
+            points,
+            dates=points.dates[keep],
+            displacement_mm=points.displacement_mm[:, keep],
+            valid=points.valid[:, keep],
+        )
     points = points.subset(points.valid.any(1))
     if points.n_points == 0:
         raise InputError(f"{config.points}: every series is empty.")
@@ -121,26 +129,57 @@ def prepare(config: RunConfig, progress=None, until: np.datetime64 | None = None
         x0, y0, x1, y1 = aoi.to_crs(points.crs).geometry.bounds
     else:
         half = config.cell_size_m / 2
-        x0, y0, x1, y1 = points.x.min() - half, points.y.min() - half, points.x.max() + half, points.y.max() + half
+        x0, y0, x1, y1 = (
+            points.x.min() - half,
+            points.y.min() - half,
+            points.x.max() + half,
+            points.y.max() + half,
+        )
     grid = make_grid((x0, y0, x1, y1), config.cell_size_m, points.crs)
     cube = grid_points(regular, grid, progress=scaled(progress, 0.75, 0.9))
     check_cancel(progress)
     if config.use_priors:
-        priors = build_priors(grid, dem=config.dem, geology=config.geology, geology_field=config.geology_field,
-                              soil=config.soil, soil_field=config.soil_field, points=points,
-                              progress=scaled(progress, 0.9, 1.0))
+        priors = build_priors(
+            grid,
+            dem=config.dem,
+            geology=config.geology,
+            geology_field=config.geology_field,
+            soil=config.soil,
+            soil_field=config.soil_field,
+            points=points,
+            progress=scaled(progress, 0.9, 1.0),
+        )
     else:
         priors = build_priors(grid)
     return Scene(points, regular, cube, priors, aoi)
 
 
-def model_config(scene: Scene, horizon_steps: int) -> ModelConfig:
-    return ModelConfig(horizon_steps=horizon_steps, cell_size_m=scene.cube.grid.cell_size_m,
-                       initial_range_m=10 * scene.cube.grid.cell_size_m)
+FEW_SHOT_EPOCHS = 6
+
+
+def model_config(scene: Scene, horizon_steps: int, config: RunConfig) -> tuple[ModelConfig, dict | None]:
+    """The architecture for this scene and, when fine-tuning, the starting weights."""
+    fresh = ModelConfig(
+        horizon_steps=horizon_steps,
+        cell_size_m=scene.cube.grid.cell_size_m,
+        initial_range_m=10 * scene.cube.grid.cell_size_m,
+    )
+    if not config.init_from:
+        return fresh, None
+    model, meta = load_checkpoint(config.init_from)
+    if model.config.cell_size_m != fresh.cell_size_m:
+        raise InputError(
+            f"{config.init_from}: the model was trained on {model.config.cell_size_m:g} m cells; "
+            f"use --cell-size {model.config.cell_size_m:g} to fine-tune it."
+        )
+    # nothing in the weights depends on the horizon or the area's size: only the window is new
+    return replace(model.config, horizon_steps=horizon_steps), model.state_dict()
 
 
 def train_options(config: RunConfig) -> TrainOptions:
     options = TrainOptions(seed=config.seed, device=config.device)
+    if config.init_from:
+        options.epochs = FEW_SHOT_EPOCHS
     if config.epochs is not None:
         options.epochs = max(1, int(config.epochs))
     return options
@@ -148,7 +187,7 @@ def train_options(config: RunConfig) -> TrainOptions:
 
 def point_levels(regular: PointSeries, anchor: int) -> np.ndarray:
     """Each point's level at the forecast origin, defined exactly as the cells' level."""
-    hist = regular.displacement_mm[:, max(anchor - 61, 0):anchor]
+    hist = regular.displacement_mm[:, max(anchor - 61, 0) : anchor]
     return window_level(hist[:, :, None, None])[:, 0, 0]
 
 
@@ -163,8 +202,9 @@ class PointModel:
     fitted by least squares on the validation period, like model output statistics in weather
     forecasting: they shrink noisy point trends toward the cell's.
     """
-    level: np.ndarray        # [N]
-    departures: np.ndarray   # [2, H, N]
+
+    level: np.ndarray  # [N]
+    departures: np.ndarray  # [2, H, N]
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
@@ -178,7 +218,7 @@ class PointModel:
         cell = cube.displacement_mm[:anchor, r, c].T
         dates = regular.dates[:anchor]
         level = point_levels(regular, anchor)
-        cell_level = window_level(cell[:, max(anchor - 61, 0):, None, None])[:, 0, 0]
+        cell_level = window_level(cell[:, max(anchor - 61, 0) :, None, None])[:, 0, 0]
         trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
         trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
         last = persistence(own, np.isfinite(own))
@@ -199,7 +239,7 @@ def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np
     shares = np.zeros((2, H))
     resid = truth - raw[1]
     for h in range(H):
-        sl = slice(max(h - 3, 0), h + 4)                    # pool neighbouring steps for stability
+        sl = slice(max(h - 3, 0), h + 4)  # pool neighbouring steps for stability
         y, X = resid[sl].ravel(), departures[:, sl].reshape(2, -1).T
         ok = np.isfinite(y) & np.isfinite(X).all(1)
         if ok.sum() >= 50:
@@ -227,11 +267,13 @@ def interval_scale(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """
     lo, mid, hi = raw
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.maximum((mid - truth) / np.maximum(mid - lo, 1e-3), (truth - mid) / np.maximum(hi - mid, 1e-3))
+        score = np.maximum(
+            (mid - truth) / np.maximum(mid - lo, 1e-3), (truth - mid) / np.maximum(hi - mid, 1e-3)
+        )
     H = score.shape[0]
     factor = np.ones(H)
     for h in range(H):
-        pool = score[max(h - 3, 0):h + 4]
+        pool = score[max(h - 3, 0) : h + 4]
         pool = pool[np.isfinite(pool)]
         if len(pool) >= 20:
             factor[h] = np.quantile(pool, 0.9)
@@ -251,9 +293,16 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     """Train on the scene's own history, calibrate on its last months, forecast cells and points."""
     progress = progress or NullProgress()
     horizon_steps = max(1, math.ceil(horizon_days / STEP_DAYS))
-    mconfig = model_config(scene, horizon_steps)
+    mconfig, init_state = model_config(scene, horizon_steps, config)
     area = make_area(scene.cube, scene.priors, mconfig.tile_cells)
-    trained = fit(area, mconfig, train_options(config), progress=scaled(progress, 0.0, 0.85), log=log)
+    trained = fit(
+        area,
+        mconfig,
+        train_options(config),
+        progress=scaled(progress, 0.0, 0.85),
+        log=log,
+        init_state=init_state,
+    )
     step = np.timedelta64(STEP_DAYS, "D")
 
     # calibration: forecast the validation period (unseen by the training targets), score at the points
@@ -276,7 +325,10 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     points = PointModel.at(scene, anchor, dates)
     points_q = widen(points.quantiles(cells, shares), factor)
     cells_q = widen(cells_level[None, None] + cells, factor)
-    trained.log["point_shares"] = {"trend": shares[0, ::10].round(3).tolist(), "last": shares[1, ::10].round(3).tolist()}
+    trained.log["point_shares"] = {
+        "trend": shares[0, ::10].round(3).tolist(),
+        "last": shares[1, ::10].round(3).tolist(),
+    }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
 
@@ -307,8 +359,9 @@ def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
     t_forecast = time.perf_counter()
     check_cancel(progress)
     progress.progress(0.93, "writing results")
-    summary = write_forecast(config, scene, fc, {"prepare_s": t_prepared - t0, "train_and_forecast_s":
-                                                  t_forecast - t_prepared})
+    summary = write_forecast(
+        config, scene, fc, {"prepare_s": t_prepared - t0, "train_and_forecast_s": t_forecast - t_prepared}
+    )
     progress.progress(1.0, "done")
     return summary
 
@@ -333,12 +386,21 @@ def write_forecast(config: RunConfig, scene: Scene, fc: Forecast, timings: dict)
         "inputs": {k: v for k, v in asdict(config).items() if k != "out_dir"},
         "product": points.product,
         "n_points": int(points.n_points),
-        "observed_from": str(points.dates[0]), "observed_to": str(points.dates[-1]),
+        "observed_from": str(points.dates[0]),
+        "observed_to": str(points.dates[-1]),
         "forecast_dates": iso,
-        "grid": {"crs": grid.crs, "transform": list(grid.transform)[:6], "width": grid.width,
-                 "height": grid.height, "cell_size_m": grid.cell_size_m},
-        "priors": {"elevation_source": scene.priors.elevation_source,
-                   "geology_classes": scene.priors.geology_classes, "soil_classes": scene.priors.soil_classes},
+        "grid": {
+            "crs": grid.crs,
+            "transform": list(grid.transform)[:6],
+            "width": grid.width,
+            "height": grid.height,
+            "cell_size_m": grid.cell_size_m,
+        },
+        "priors": {
+            "elevation_source": scene.priors.elevation_source,
+            "geology_classes": scene.priors.geology_classes,
+            "soil_classes": scene.priors.soil_classes,
+        },
         "model": asdict(fc.trained.model.config),
         "n_parameters": sum(p.numel() for p in fc.trained.model.parameters()),
         "scale_mm": fc.trained.scale_mm,
@@ -350,21 +412,56 @@ def write_forecast(config: RunConfig, scene: Scene, fc: Forecast, timings: dict)
     }
     with atomic_dir(config.out_dir) as tmp:
         tmp = Path(tmp)
-        for name, values, unit in (("forecast", q50, "mm"), ("forecast_q05", q05, "mm"),
-                                   ("forecast_q95", q95, "mm"), ("interval90", q95 - q05, "mm"),
-                                   ("exceedance", exceed, "1")):
+        for name, values, unit in (
+            ("forecast", q50, "mm"),
+            ("forecast_q05", q05, "mm"),
+            ("forecast_q95", q95, "mm"),
+            ("interval90", q95 - q05, "mm"),
+            ("exceedance", exceed, "1"),
+        ):
             write_band_stack(tmp / f"{name}.tif", grid, values, iso, unit=unit)
-        write_points_gpkg(tmp / "points.gpkg", points.x, points.y, points.crs, {
-            "pid": points.ids.astype(str), "velocity_mm_yr": velocity, "last_obs_mm": last_obs,
-            "forecast_mm": p50[-1], "q05_mm": p05[-1], "q95_mm": p95[-1], "interval90_mm": p95[-1] - p05[-1],
-            "p_exceed": p_exceed, "horizon_date": np.full(points.n_points, iso[-1])})
-        write_series_npz(tmp / "series.npz", pid=points.ids.astype(str), x=points.x, y=points.y,
-                         dates_obs=points.dates, obs_mm=np.where(points.valid, points.displacement_mm, np.nan),
-                         dates_fc=fc.dates, q05_mm=p05.T, q50_mm=p50.T, q95_mm=p95.T, timefn_mm=timefn_fc,
-                         persistence_mm=np.repeat(last_obs[:, None], len(iso), 1))
-        save_checkpoint(tmp / "model.safetensors", fc.trained.model, {
-            "config": asdict(fc.trained.model.config), "scale_mm": fc.trained.scale_mm,
-            "interval_scale": fc.interval_scale.tolist(), "grid": summary["grid"], "priors": summary["priors"]})
+        write_points_gpkg(
+            tmp / "points.gpkg",
+            points.x,
+            points.y,
+            points.crs,
+            {
+                "pid": points.ids.astype(str),
+                "velocity_mm_yr": velocity,
+                "last_obs_mm": last_obs,
+                "forecast_mm": p50[-1],
+                "q05_mm": p05[-1],
+                "q95_mm": p95[-1],
+                "interval90_mm": p95[-1] - p05[-1],
+                "p_exceed": p_exceed,
+                "horizon_date": np.full(points.n_points, iso[-1]),
+            },
+        )
+        write_series_npz(
+            tmp / "series.npz",
+            pid=points.ids.astype(str),
+            x=points.x,
+            y=points.y,
+            dates_obs=points.dates,
+            obs_mm=np.where(points.valid, points.displacement_mm, np.nan),
+            dates_fc=fc.dates,
+            q05_mm=p05.T,
+            q50_mm=p50.T,
+            q95_mm=p95.T,
+            timefn_mm=timefn_fc,
+            persistence_mm=np.repeat(last_obs[:, None], len(iso), 1),
+        )
+        save_checkpoint(
+            tmp / "model.safetensors",
+            fc.trained.model,
+            {
+                "config": asdict(fc.trained.model.config),
+                "scale_mm": fc.trained.scale_mm,
+                "interval_scale": fc.interval_scale.tolist(),
+                "grid": summary["grid"],
+                "priors": summary["priors"],
+            },
+        )
         write_json(tmp / "summary.json", summary)
     return summary
 
@@ -373,12 +470,15 @@ def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
     """Hold out the last holdout_days, train on the rest, score MM-STT and the baselines at the points."""
     check_config(config)
     progress = progress or NullProgress()
-    full = read_points(config.points, aoi=read_aoi(config.aoi) if config.aoi else None,
-                       progress=scaled(progress, 0.0, 0.05))
+    full = read_points(
+        config.points, aoi=read_aoi(config.aoi) if config.aoi else None, progress=scaled(progress, 0.0, 0.05)
+    )
     cut_date = full.dates[-1] - np.timedelta64(int(config.holdout_days), "D")
     if (full.dates <= cut_date).sum() < 2 or (full.dates > cut_date).sum() < 1:
-        raise InputError(f"{config.points}: a hold-out of {config.holdout_days} days leaves no history "
-                         f"or no held-out epoch ({full.dates[0]} – {full.dates[-1]}).")
+        raise InputError(
+            f"{config.points}: a hold-out of {config.holdout_days} days leaves no history "
+            f"or no held-out epoch ({full.dates[0]} – {full.dates[-1]})."
+        )
     t0 = time.perf_counter()
     scene = prepare(config, scaled(progress, 0.05, 0.12), until=cut_date, points=full)
     fc = forecast_scene(scene, config, int(config.holdout_days), scaled(progress, 0.12, 0.95), log=log)
@@ -400,12 +500,12 @@ def score_backtest(full: PointSeries, scene: Scene, fc: Forecast, config: RunCon
     keep = np.isin(full.ids, train.ids)
     held = full.subset(keep)
     order = {pid: i for i, pid in enumerate(held.ids)}
-    held = held.subset(np.array([order[p] for p in train.ids]))       # same order as the training points
+    held = held.subset(np.array([order[p] for p in train.ids]))  # same order as the training points
     future = held.dates > train.dates[-1]
     dates_future = held.dates[future]
     truth_all = np.where(held.valid[:, future], held.displacement_mm[:, future], np.nan)
     step_of = np.clip(nearest_epoch_index(fc.dates, dates_future), 0, len(fc.dates) - 1)
-    q_at = fc.points_mm[:, step_of]                                           # [Q, E, N]
+    q_at = fc.points_mm[:, step_of]  # [Q, E, N]
     last = persistence(train.displacement_mm, train.valid)
     timefn = timefn_fit(train.dates, train.displacement_mm, train.valid).predict(dates_future).T  # [E, N]
 
@@ -422,7 +522,7 @@ def score_backtest(full: PointSeries, scene: Scene, fc: Forecast, config: RunCon
             scores["mae_mm"].append(mae(truth, guess))
             scores["r2"].append(r2(truth, guess))
         metrics["models"][name] = scores
-    truth_e = truth_all.T                                                      # [E, N]
+    truth_e = truth_all.T  # [E, N]
     metrics["mmstt_coverage90"] = coverage(truth_e, q_at[0], q_at[2])
     metrics["mmstt_crps_mm"] = crps_from_quantiles(truth_e, list(fc.quantiles), q_at)
     metrics["variogram_range_m"] = fc.trained.model.variogram_range_m()
@@ -435,13 +535,25 @@ def score_backtest(full: PointSeries, scene: Scene, fc: Forecast, config: RunCon
     examples = []
     speed = np.abs(timefn_fit(train.dates, train.displacement_mm, train.valid).coefficient("velocity"))
     finite = np.where(np.isfinite(speed) & np.isfinite(q_at[1]).all(0))[0]
-    for i in finite[np.argsort(speed[finite])][::-1][:2].tolist() + finite[len(finite) // 2: len(finite) // 2 + 1].tolist():
-        examples.append({"label": f"point {train.ids[i]}", "dates_obs": train.dates,
-                         "obs_mm": np.where(train.valid[i], train.displacement_mm[i], np.nan),
-                         "dates_truth": dates_future, "truth_mm": truth_all[i], "dates_fc": fc.dates,
-                         "q05_mm": fc.points_mm[0, :, i], "q50_mm": fc.points_mm[1, :, i],
-                         "q95_mm": fc.points_mm[2, :, i],
-                         "timefn_mm": timefn_fit(train.dates, train.displacement_mm[i:i + 1],
-                                                 train.valid[i:i + 1]).predict(fc.dates)[0],
-                         "persistence_mm": np.full(len(fc.dates), last[i])})
+    for i in (
+        finite[np.argsort(speed[finite])][::-1][:2].tolist()
+        + finite[len(finite) // 2 : len(finite) // 2 + 1].tolist()
+    ):
+        examples.append(
+            {
+                "label": f"point {train.ids[i]}",
+                "dates_obs": train.dates,
+                "obs_mm": np.where(train.valid[i], train.displacement_mm[i], np.nan),
+                "dates_truth": dates_future,
+                "truth_mm": truth_all[i],
+                "dates_fc": fc.dates,
+                "q05_mm": fc.points_mm[0, :, i],
+                "q50_mm": fc.points_mm[1, :, i],
+                "q95_mm": fc.points_mm[2, :, i],
+                "timefn_mm": timefn_fit(
+                    train.dates, train.displacement_mm[i : i + 1], train.valid[i : i + 1]
+                ).predict(fc.dates)[0],
+                "persistence_mm": np.full(len(fc.dates), last[i]),
+            }
+        )
     return metrics, examples

@@ -7,6 +7,7 @@ few valid epochs) and divided by one scale for the area, so the model never sees
 absolute displacement and runs on any area. Baselines fitted on the history before the
 origin are given to the model, which learns a probabilistic correction of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,10 @@ from .model import MMSTT, ModelConfig, grid_coords_m, pinball_loss, time_feature
 from .progress import check_cancel
 
 STEP_DAYS = 6
-LEVEL_STEPS = 5          # the origin's level: mean of the last five valid epochs (30 days)
-LOOKBACK_STEPS = 122     # two years of history for the per-window time-function baseline
-MIN_HISTORY_STEPS = 61   # an origin needs a year of history
-N_CLASSES = 16           # geology/soil embedding rows; class codes beyond fold onto them
+LEVEL_STEPS = 5  # the origin's level: mean of the last five valid epochs (30 days)
+LOOKBACK_STEPS = 122  # two years of history for the per-window time-function baseline
+MIN_HISTORY_STEPS = 61  # an origin needs a year of history
+N_CLASSES = 16  # geology/soil embedding rows; class codes beyond fold onto them
 TILE_OVERLAP = 4
 
 
@@ -44,18 +45,26 @@ class TrainOptions:
 @dataclass
 class Area:
     """The model's view of one area: regular-time cube plus static priors, padded to whole tiles."""
-    dates: np.ndarray            # [T] datetime64[D], regular STEP_DAYS axis
+
+    dates: np.ndarray  # [T] datetime64[D], regular STEP_DAYS axis
     displacement_mm: np.ndarray  # [T, Hp, Wp] float32, NaN where no data
-    priors: np.ndarray           # [C, Hp, Wp] float32, NaN-free
-    geology: np.ndarray          # [Hp, Wp] int64
-    soil: np.ndarray             # [Hp, Wp] int64
-    height: int                  # the grid's own size (before padding)
+    priors: np.ndarray  # [C, Hp, Wp] float32, NaN-free
+    geology: np.ndarray  # [Hp, Wp] int64
+    soil: np.ndarray  # [Hp, Wp] int64
+    height: int  # the grid's own size (before padding)
     width: int
 
     def until(self, n_steps: int) -> Area:
         """The area as it was known after its first n_steps epochs."""
-        return Area(self.dates[:n_steps], self.displacement_mm[:n_steps], self.priors, self.geology,
-                    self.soil, self.height, self.width)
+        return Area(
+            self.dates[:n_steps],
+            self.displacement_mm[:n_steps],
+            self.priors,
+            self.geology,
+            self.soil,
+            self.height,
+            self.width,
+        )
 
 
 @dataclass
@@ -77,8 +86,13 @@ def make_area(cube, priors, tile_cells: int) -> Area:
     z = (elev - np.nanmean(elev)) / (np.nanstd(elev) + 1e-6) if known.any() else np.zeros_like(elev)
     aspect = np.deg2rad(np.nan_to_num(priors.aspect_deg, nan=0.0))
     flat = ~np.isfinite(priors.aspect_deg)
-    channels = [z, np.nan_to_num(priors.slope_deg, nan=0.0) / 30.0,
-                np.where(flat, 0.0, np.sin(aspect)), np.where(flat, 0.0, np.cos(aspect)), known]
+    channels = [
+        z,
+        np.nan_to_num(priors.slope_deg, nan=0.0) / 30.0,
+        np.where(flat, 0.0, np.sin(aspect)),
+        np.where(flat, 0.0, np.cos(aspect)),
+        known,
+    ]
     prior = np.zeros((len(channels), Hp, Wp), np.float32)
     for i, channel in enumerate(channels):
         prior[i, :H, :W] = np.nan_to_num(channel, nan=0.0)
@@ -103,14 +117,18 @@ def tile_origins(size: int, tile: int) -> list[int]:
 
 def occupied_tiles(area: Area, tile: int) -> list[tuple[int, int]]:
     seen = np.isfinite(area.displacement_mm).any(0)
-    return [(r, c) for r in tile_origins(seen.shape[0], tile) for c in tile_origins(seen.shape[1], tile)
-            if seen[r:r + tile, c:c + tile].any()]
+    return [
+        (r, c)
+        for r in tile_origins(seen.shape[0], tile)
+        for c in tile_origins(seen.shape[1], tile)
+        if seen[r : r + tile, c : c + tile].any()
+    ]
 
 
 def window_level(hist: np.ndarray) -> np.ndarray:
     """Origin level [..., S, S] of a history [..., L, S, S]: mean of the last LEVEL_STEPS valid epochs."""
     valid = np.isfinite(hist)
-    rank = np.cumsum(valid[..., ::-1, :, :], axis=-3)[..., ::-1, :, :]   # valid epochs from here to the end
+    rank = np.cumsum(valid[..., ::-1, :, :], axis=-3)[..., ::-1, :, :]  # valid epochs from here to the end
     recent = valid & (rank <= LEVEL_STEPS)
     total = np.where(recent, hist, 0.0).sum(-3)
     count = recent.sum(-3)
@@ -125,10 +143,10 @@ def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int) ->
     K1: offset + velocity over the last year only, which follows recent changes of rate.
     """
     B, Lb, S, _ = hist.shape
-    t = (np.arange(Lb) - Lb) * STEP_DAYS / 365.25                       # years before the origin
+    t = (np.arange(Lb) - Lb) * STEP_DAYS / 365.25  # years before the origin
     tf = np.arange(horizon_steps) * STEP_DAYS / 365.25
     out = np.zeros((B, 2, horizon_steps, S, S), np.float32)
-    y = hist.reshape(B, Lb, S * S).transpose(0, 2, 1)                  # [B, N, Lb]
+    y = hist.reshape(B, Lb, S * S).transpose(0, 2, 1)  # [B, N, Lb]
     w = np.isfinite(y)
     y = np.where(w, y, 0.0)
     for k, (recent, seasonal) in enumerate(((Lb, True), (61, False))):
@@ -140,14 +158,14 @@ def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int) ->
                 fcols += [np.sin(2 * np.pi * harmonic * tf), np.cos(2 * np.pi * harmonic * tf)]
         A, Af = np.stack(cols, 1), np.stack(fcols, 1)
         wk = w.copy()
-        wk[..., :Lb - recent] = False
+        wk[..., : Lb - recent] = False
         AtA = np.einsum("lk,bnl,lj->bnkj", A, wk, A)
         # shrink seasonal and rate terms towards zero where data are thin (ridge, not the offset)
         ridge = np.full(A.shape[1], 1.0)
         ridge[0] = 1e-6
         AtA = AtA + np.diag(ridge)
         Aty = np.einsum("lk,bnl->bnk", A, y * wk)
-        coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]               # [B, N, K]
+        coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]  # [B, N, K]
         pred = np.einsum("hk,bnk->bnh", Af, coef).transpose(0, 2, 1).reshape(B, horizon_steps, S, S)
         enough = wk.sum(-1).reshape(B, 1, S, S) >= 6
         out[:, k] = np.where(enough, pred - level[:, None], 0.0)
@@ -165,10 +183,10 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
     tfeat = np.zeros((n, L + H, 5), np.float32)
     for i, ((r, c), a) in enumerate(zip(tiles, anchors)):
         lo = max(a - Lb, 0)
-        look[i, Lb - (a - lo):] = area.displacement_mm[lo:a, r:r + S, c:c + S]
+        look[i, Lb - (a - lo) :] = area.displacement_mm[lo:a, r : r + S, c : c + S]
         if with_target:
             hi = min(a + H, T)
-            target[i, :hi - a] = area.displacement_mm[a:hi, r:r + S, c:c + S]
+            target[i, : hi - a] = area.displacement_mm[a:hi, r : r + S, c : c + S]
         step = np.timedelta64(STEP_DAYS, "D")
         origin = area.dates[0] + a * step
         tfeat[i] = time_features(origin + np.arange(-L, H) * step)
@@ -177,8 +195,10 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
     baselines = window_baselines(look, level, H)
     rows = [r for r, _ in tiles]
     cols = [c for _, c in tiles]
-    idx = (np.array(rows)[:, None, None] + np.arange(S)[None, :, None],
-           np.array(cols)[:, None, None] + np.arange(S)[None, None, :])
+    idx = (
+        np.array(rows)[:, None, None] + np.arange(S)[None, :, None],
+        np.array(cols)[:, None, None] + np.arange(S)[None, None, :],
+    )
     batch = {
         "history": np.nan_to_num(hist / scale_mm, nan=0.0),
         "history_mask": np.isfinite(hist),
@@ -210,7 +230,7 @@ def area_scale_mm(area: Area) -> float:
     if not len(change):
         return 5.0
     mad = np.median(np.abs(change - np.median(change))) * 1.4826
-    return float(np.clip(max(mad, np.sqrt(np.mean(change ** 2)) * 0.5), 1.0, 200.0))
+    return float(np.clip(max(mad, np.sqrt(np.mean(change**2)) * 0.5), 1.0, 200.0))
 
 
 def pick_device(name: str) -> str:
@@ -226,7 +246,7 @@ def variography_field(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     hist, mask = batch["history"], batch["history_mask"]
     first = (hist[:, :LEVEL_STEPS] * mask[:, :LEVEL_STEPS]).sum(1) / mask[:, :LEVEL_STEPS].sum(1).clamp(min=1)
     seen = mask[:, :LEVEL_STEPS].any(1) & mask[:, -LEVEL_STEPS:].any(1)
-    change = (-first).flatten(1)                      # history is relative to the level at the end
+    change = (-first).flatten(1)  # history is relative to the level at the end
     seen = seen.flatten(1)
     m = seen.float()
     mean = (change * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
@@ -234,15 +254,26 @@ def variography_field(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return ((change - mean) / (std + 1e-3)) * m, seen
 
 
-def fit(area: Area, config: ModelConfig, options: TrainOptions, progress=None, log=print) -> TrainedModel:
-    """Train on sliding windows with a temporal validation split and early stopping."""
+def fit(
+    area: Area,
+    config: ModelConfig,
+    options: TrainOptions,
+    progress=None,
+    log=print,
+    init_state: dict | None = None,
+) -> TrainedModel:
+    """Train on sliding windows with a temporal validation split and early stopping.
+
+    `init_state` (weights of a model trained on another area) starts from what that area
+    taught: the few-shot path, where a short budget adapts it to this area.
+    """
     device = pick_device(options.device)
     try:
-        return _fit_on(device, area, config, options, progress)
+        return _fit_on(device, area, config, options, progress, init_state)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         log("The GPU ran out of memory; training again on the CPU.")
-        return _fit_on("cpu", area, config, options, progress)
+        return _fit_on("cpu", area, config, options, progress, init_state)
 
 
 def split_anchors(n_epochs: int, horizon_steps: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -252,12 +283,16 @@ def split_anchors(n_epochs: int, horizon_steps: int) -> tuple[np.ndarray, np.nda
     train = np.arange(MIN_HISTORY_STEPS, cut - 1)
     val = np.unique(np.linspace(cut, n_epochs - 2, 3).astype(int))
     if len(train) < 4:
-        raise InputError(f"the series has {n_epochs} regular epochs; training needs at least "
-                         f"{MIN_HISTORY_STEPS + val_steps + 5} (about two years).")
+        raise InputError(
+            f"the series has {n_epochs} regular epochs; training needs at least "
+            f"{MIN_HISTORY_STEPS + val_steps + 5} (about two years)."
+        )
     return train, val, cut
 
 
-def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions, progress) -> TrainedModel:
+def _fit_on(
+    device: str, area: Area, config: ModelConfig, options: TrainOptions, progress, init_state: dict | None
+) -> TrainedModel:
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     started = time.perf_counter()
@@ -267,19 +302,27 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
         raise InputError("no grid cell holds any displacement value.")
     scale_mm = area_scale_mm(area)
     train_anchors, val_anchors, cut = split_anchors(len(area.dates), config.horizon_steps)
-    seen_by_training = area.until(cut)           # training targets never reach the validation period
+    seen_by_training = area.until(cut)  # training targets never reach the validation period
 
-    model = MMSTT(config).to(device)
-    opt = torch.optim.AdamW(model.param_groups(options.weight_decay), lr=options.learning_rate)  # no decay on the range
+    model = MMSTT(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
+    opt = torch.optim.AdamW(
+        model.param_groups(options.weight_decay), lr=options.learning_rate
+    )  # no decay on the range
     total_steps = options.epochs * options.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, options.learning_rate, total_steps=total_steps,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, options.learning_rate, total_steps=total_steps, pct_start=0.15
+    )
     amp = device == "cuda"
     coords = grid_coords_m(S, config.cell_size_m).to(device)
 
     val_examples = [(t, a) for a in val_anchors for t in tiles]
-    val_batches = [make_batch(area, [t for t, _ in chunk], [a for _, a in chunk], config, scale_mm, True)
-                   for chunk in chunks(val_examples, options.batch_tiles)]
+    val_batches = [
+        make_batch(area, [t for t, _ in chunk], [a for _, a in chunk], config, scale_mm, True)
+        for chunk in chunks(val_examples, options.batch_tiles)
+    ]
 
     best, best_state, bad, history = math.inf, None, 0, []
     for epoch in range(options.epochs):
@@ -289,8 +332,9 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
             check_cancel(progress)
             pick = rng.integers(len(tiles), size=options.batch_tiles)
             anchors = rng.choice(train_anchors, size=options.batch_tiles)
-            arrays, extra = make_batch(seen_by_training, [tiles[i] for i in pick], anchors, config, scale_mm,
-                                       True)
+            arrays, extra = make_batch(
+                seen_by_training, [tiles[i] for i in pick], anchors, config, scale_mm, True
+            )
             batch = to_torch(arrays, device)
             target = torch.as_tensor(extra["target"]).to(device)
             mask = torch.as_tensor(extra["target_mask"]).to(device)
@@ -311,8 +355,14 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
                 done = (epoch * options.steps_per_epoch + step + 1) / total_steps
                 progress.progress(done, f"training epoch {epoch + 1}/{options.epochs}, loss {train_loss:.3f}")
         val_loss = evaluate(model, val_batches, config, device)
-        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
-                        "range_m": round(model.variogram_range_m(), 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 5),
+                "val_loss": round(val_loss, 5),
+                "range_m": round(model.variogram_range_m(), 1),
+            }
+        )
         if val_loss < best - 1e-4:
             best, bad = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -322,15 +372,22 @@ def _fit_on(device: str, area: Area, config: ModelConfig, options: TrainOptions,
                 break
     model.load_state_dict(best_state)
     model.eval()
-    log_info = {"epochs_run": len(history), "best_val_loss": best, "history": history,
-                "n_tiles": len(tiles), "n_train_origins": len(train_anchors),
-                "validation_from": str(area.dates[cut]), "validation_index": int(cut), "seconds": time.perf_counter() - started,
-                "options": asdict(options)}
+    log_info = {
+        "epochs_run": len(history),
+        "best_val_loss": best,
+        "history": history,
+        "n_tiles": len(tiles),
+        "n_train_origins": len(train_anchors),
+        "validation_from": str(area.dates[cut]),
+        "validation_index": int(cut),
+        "seconds": time.perf_counter() - started,
+        "options": asdict(options),
+    }
     return TrainedModel(model, scale_mm, device, log_info)
 
 
 def chunks(items: list, size: int):
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 @torch.no_grad()
@@ -347,8 +404,9 @@ def evaluate(model: MMSTT, batches, config: ModelConfig, device: str) -> float:
 
 
 @torch.no_grad()
-def forecast_area(trained: TrainedModel, area: Area, anchor: int | None = None, progress=None,
-                  batch_tiles: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def forecast_area(
+    trained: TrainedModel, area: Area, anchor: int | None = None, progress=None, batch_tiles: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """Quantile increments [Q, H, height, width] (mm, from the level) and the level [height, width].
 
     Tiles overlap; their predictions are blended with weights that fall towards tile edges,
@@ -370,13 +428,13 @@ def forecast_area(trained: TrainedModel, area: Area, anchor: int | None = None, 
         arrays, extra = make_batch(area, group, [anchor] * len(group), config, trained.scale_mm, False)
         pred = model(to_torch(arrays, trained.device)).float().cpu().numpy() * trained.scale_mm
         for (r, c), p, lv in zip(group, pred, extra["level_mm"]):
-            total[:, :, r:r + S, c:c + S] += p * tile_weight
-            weight[r:r + S, c:c + S] += tile_weight
-            level[r:r + S, c:c + S] = lv
+            total[:, :, r : r + S, c : c + S] += p * tile_weight
+            weight[r : r + S, c : c + S] += tile_weight
+            level[r : r + S, c : c + S] = lv
         if progress is not None:
             progress.progress((i + 1) / max(1, -(-len(tiles) // batch_tiles)), "forecasting tiles")
     with np.errstate(invalid="ignore", divide="ignore"):
         quantiles = total / weight
     quantiles[:, :, weight == 0] = np.nan
     quantiles[:, :, ~np.isfinite(level)] = np.nan
-    return quantiles[:, :, :area.height, :area.width], level[:area.height, :area.width]
+    return quantiles[:, :, : area.height, : area.width], level[: area.height, : area.width]

@@ -105,9 +105,10 @@ def build_project(demo_dir: Path) -> Path:
     result = {k: v for k, v in result.items() if v is not None}
 
     # open zoomed on the area; the time range comes from layers.set_temporal
-    extent = (result.get("aoi") or result["forecast"]).extent()
+    frame = result.get("aoi") or result["forecast"]
+    extent = frame.extent()
     extent.scale(1.1)
-    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, result["forecast"].crs()))
+    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, frame.crs()))
 
     example = report.load_series_example(str(forecast_dir / "series.npz"))
     dates = layers.band_dates(result["forecast"])

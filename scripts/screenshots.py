@@ -25,7 +25,8 @@ DEMO = Path(os.environ["GROUNDCAST_DEMO"])
 SHOTS = Path(os.environ["GROUNDCAST_SHOTS"])
 LOG = Path(os.environ.get("GROUNDCAST_LOG", "/dev/stderr"))
 STEP_MS = 1500
-HARD_LIMIT_S = int(os.environ.get("GROUNDCAST_SHOT_LIMIT_S", "240"))  # screenshots.sh has its own timeout; this one quits cleanly first
+# screenshots.sh has its own timeout; this one quits cleanly first and says what blocked
+HARD_LIMIT_S = int(os.environ.get("GROUNDCAST_SHOT_LIMIT_S", "240"))
 
 state = {}
 

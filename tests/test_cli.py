@@ -1,4 +1,5 @@
 """The command line other tools call: exit codes, one-line errors, no traceback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +10,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_bad_points_file_gives_one_line_and_writes_nothing(tmp_path):
@@ -42,7 +44,20 @@ def test_demo_data_command_writes_the_region(tmp_path):
 
 def test_help_lists_the_documented_options():
     text = run("forecast", "--help").stdout
-    for option in ("--points", "--dem", "--geology", "--geology-field", "--soil", "--soil-field", "--aoi",
-                   "--cell-size", "--horizon-days", "--threshold-mm", "--seed", "--device", "--out"):
+    for option in (
+        "--points",
+        "--dem",
+        "--geology",
+        "--geology-field",
+        "--soil",
+        "--soil-field",
+        "--aoi",
+        "--cell-size",
+        "--horizon-days",
+        "--threshold-mm",
+        "--seed",
+        "--device",
+        "--out",
+    ):
         assert option in text
     assert "--holdout-days" in run("backtest", "--help").stdout

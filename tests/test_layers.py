@@ -16,6 +16,7 @@ from qgis.core import (
     QgsSingleBandPseudoColorRenderer,
     QgsGraduatedSymbolRenderer,
     QgsLayerTreeLayer,
+    QgsLayerTreeModel,
     QgsUnitTypes,
 )
 from qgis.PyQt.QtCore import QDateTime, QTime, Qt
@@ -184,11 +185,15 @@ def test_temporal_controller_scrubs_bands(result_dir, qgis_new_project):
         assert navigation.totalFrameCount() == len(DATES)
         assert navigation.currentFrameNumber() == len(DATES) - 1
         assert result["forecast"].renderer().band() == len(DATES)
+        model = QgsLayerTreeModel(project.layerTreeRoot())
+        node = project.layerTreeRoot().findLayer(result["forecast"].id())
         for frame in range(len(DATES)):
             navigation.setCurrentFrameNumber(frame)
             assert qgis_canvas.temporalRange().begin().date().toPyDate() == DATES[frame]
             assert result["forecast"].renderer().band() == frame + 1
             assert result["interval90"].renderer().band() == frame + 1
+            legend = [n.data(Qt.DisplayRole) for n in model.layerLegendNodes(node)]
+            assert DATES[frame].isoformat() in str(legend[0])  # the panel names the shown date
     finally:
         switcher.stop()
         qgis_canvas.deleteLater()

@@ -1,26 +1,54 @@
 """The engine end to end on the small demo region: files, determinism, no leakage, calibration."""
+
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.pipeline import (RunConfig, exceedance_probability, fit_shares, forecast_scene, interval_scale,
-                             prepare, run_backtest, run_forecast, widen)
+from engine.pipeline import (
+    RunConfig,
+    exceedance_probability,
+    fit_shares,
+    forecast_scene,
+    interval_scale,
+    prepare,
+    run_backtest,
+    run_forecast,
+    widen,
+)
 
-METRIC_KEYS = {"horizons_days", "models", "mmstt_coverage90", "mmstt_crps_mm", "variogram_range_m", "n_points",
-               "n_epochs_train", "seconds_train", "seconds_forecast", "device"}
+METRIC_KEYS = {
+    "horizons_days",
+    "models",
+    "mmstt_coverage90",
+    "mmstt_crps_mm",
+    "variogram_range_m",
+    "n_points",
+    "n_epochs_train",
+    "seconds_train",
+    "seconds_forecast",
+    "device",
+}
 
 
 def demo_config(demo_data_dir, out, **overrides) -> RunConfig:
     d = demo_data_dir
-    options = dict(points=str(d / "EGMS_L2b_demo_2020_2024.csv"), out_dir=str(out), dem=str(d / "dem.tif"),
-                   geology=str(d / "geology.gpkg"), geology_field="unit", soil=str(d / "soil.gpkg"),
-                   soil_field="soil", horizon_days=90, epochs=1, device="cpu")
+    options = dict(
+        points=str(d / "EGMS_L2b_demo_2020_2024.csv"),
+        out_dir=str(out),
+        dem=str(d / "dem.tif"),
+        geology=str(d / "geology.gpkg"),
+        geology_field="unit",
+        soil=str(d / "soil.gpkg"),
+        soil_field="soil",
+        horizon_days=90,
+        epochs=1,
+        device="cpu",
+    )
     options.update(overrides)
     return RunConfig(**options)
 
@@ -35,7 +63,7 @@ def forecast_dir(demo_data_dir, tmp_path_factory):
 def test_forecast_writes_every_file_in_the_documented_layout(forecast_dir):
     summary = json.loads((forecast_dir / "summary.json").read_text())
     n_dates = len(summary["forecast_dates"])
-    assert n_dates == 15                                   # 90 days in 6-day steps
+    assert n_dates == 15  # 90 days in 6-day steps
     assert summary["forecast_dates"][0] > summary["observed_to"]
     for name in ("forecast", "forecast_q05", "forecast_q95", "interval90", "exceedance"):
         with rasterio.open(forecast_dir / f"{name}.tif") as src:
@@ -47,7 +75,10 @@ def test_forecast_writes_every_file_in_the_documented_layout(forecast_dir):
             assert data.count() > 0
             if name == "exceedance":
                 assert 0 <= data.min() and data.max() <= 1
-    with rasterio.open(forecast_dir / "forecast_q05.tif") as lo, rasterio.open(forecast_dir / "forecast_q95.tif") as hi:
+    with (
+        rasterio.open(forecast_dir / "forecast_q05.tif") as lo,
+        rasterio.open(forecast_dir / "forecast_q95.tif") as hi,
+    ):
         a, b = lo.read(masked=True), hi.read(masked=True)
         assert (a <= b).all()
     assert summary["variogram_range_m"] > 0
@@ -67,7 +98,10 @@ def test_forecast_series_are_loadable_without_pickle(forecast_dir):
 
 def test_same_seed_gives_the_same_forecast(demo_data_dir, forecast_dir, tmp_path):
     run_forecast(demo_config(demo_data_dir, tmp_path / "again"), log=lambda m: None)
-    with rasterio.open(forecast_dir / "forecast.tif") as a, rasterio.open(tmp_path / "again" / "forecast.tif") as b:
+    with (
+        rasterio.open(forecast_dir / "forecast.tif") as a,
+        rasterio.open(tmp_path / "again" / "forecast.tif") as b,
+    ):
         assert np.array_equal(a.read(), b.read())
 
 
@@ -89,8 +123,9 @@ def test_held_out_epochs_never_reach_the_inputs(demo_data_dir, tmp_path):
     other.write_text("\n".join(tampered) + "\n")
 
     def forecast(points):
-        config = demo_config(demo_data_dir, tmp_path / "unused", points=str(points), dem=None, geology=None,
-                             soil=None)
+        config = demo_config(
+            demo_data_dir, tmp_path / "unused", points=str(points), dem=None, geology=None, soil=None
+        )
         return forecast_scene(prepare(config, until=cut), config, 60, log=lambda m: None).points_mm
 
     assert np.array_equal(forecast(src), forecast(other), equal_nan=True)
@@ -150,9 +185,33 @@ def test_exceedance_matches_the_quantiles():
     level = np.zeros(3)
     q = np.stack([np.array([-20.0, -10, 0]), np.array([-10.0, 0, 5]), np.array([0.0, 10, 10])])
     p = exceedance_probability(q, level, -10.0)
-    assert p[0] == pytest.approx(0.5, abs=1e-6)      # threshold at the median
-    assert p[1] == pytest.approx(0.05, abs=1e-3)     # threshold at q05
+    assert p[0] == pytest.approx(0.5, abs=1e-6)  # threshold at the median
+    assert p[1] == pytest.approx(0.05, abs=1e-3)  # threshold at q05
     assert p[2] < 0.01
     assert exceedance_probability(q, level, 10.0)[2] == pytest.approx(0.05, abs=1e-3)  # uplift at q95
 
 
+def test_a_model_trained_on_one_area_fine_tunes_on_another(forecast_dir, tmp_path):
+    """Inductive and few-shot: the checkpoint of one area starts training on a different, smaller one."""
+    from engine.checkpoint import load_checkpoint
+    from engine.demo import make_demo
+
+    make_demo(tmp_path / "other", seed=7, size_km=3.0)
+    checkpoint = forecast_dir / "model.safetensors"
+    config = RunConfig(
+        points=str(tmp_path / "other" / "EGMS_L2b_demo_2020_2024.csv"),
+        out_dir=str(tmp_path / "out"),
+        horizon_days=60,
+        epochs=1,
+        device="cpu",
+        init_from=str(checkpoint),
+    )
+    summary = run_forecast(config, log=lambda m: None)
+    assert summary["inputs"]["init_from"] == str(checkpoint)
+    assert (
+        summary["grid"]["width"] != json.loads((forecast_dir / "summary.json").read_text())["grid"]["width"]
+    )
+    tuned, _ = load_checkpoint(tmp_path / "out" / "model.safetensors")
+    start, _ = load_checkpoint(checkpoint)
+    changed = [k for k, v in tuned.state_dict().items() if not np.allclose(v, start.state_dict()[k])]
+    assert changed, "fine-tuning left every weight as it was"

@@ -46,9 +46,12 @@ QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 1, "SEED": 0}
 @pytest.fixture(scope="module")
 def provider(qgis_processing):
     registry = QgsApplication.processingRegistry()
-    if registry.providerById("groundcast") is None:
-        assert registry.addProvider(GroundCastProvider())
-    return registry.providerById("groundcast")
+    provider = registry.providerById("groundcast")
+    if provider is None:
+        # keep the Python object referenced: sip drops the subclass's methods with the last reference
+        provider = GroundCastProvider()
+        assert registry.addProvider(provider)
+    yield provider
 
 
 @pytest.fixture(scope="module")

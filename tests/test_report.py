@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +176,52 @@ def test_skill_table_reads_metrics_layout():
     assert headers == ["Score", "MM-STT", "Persistence"]
     assert rows[0] == ["RMSE at 30 days (mm)", "1.00", "2.00"]
     assert rows[-1] == ["90% interval coverage", "0.90", "–"]
+
+
+def test_make_project_writes_one_openable_project(tmp_path, qgis_app):
+    """scripts/make_project.py on a demo folder: project, PDF and PNG; the project reopens whole."""
+    import sys
+
+    from qgis.core import QgsRasterLayer
+
+    demo = tmp_path / "demo_out"
+    (demo / "forecast").mkdir(parents=True)
+    (demo / "backtest").mkdir()
+    (demo / "data").mkdir()
+    _, metrics = write_synthetic_outputs(demo / "forecast")
+    (demo / "backtest" / "metrics.json").write_text(json.dumps(metrics))
+    yy, xx = np.mgrid[0:H * 4, 0:W * 4]
+    profile = dict(driver="GTiff", width=W * 4, height=H * 4, count=1, dtype="float32", crs="EPSG:3035",
+                   transform=from_origin(X0, Y0, CELL / 4, CELL / 4))
+    with rasterio.open(demo / "data" / "dem.tif", "w", **profile) as dst:
+        dst.write((100 + 20 * np.sin(xx / 9.0) * np.cos(yy / 7.0)).astype("float32"), 1)
+    ring = [[X0 + 300, Y0 - 300], [X0 + 2700, Y0 - 300], [X0 + 2700, Y0 - 2100], [X0 + 300, Y0 - 2100],
+            [X0 + 300, Y0 - 300]]
+    aoi = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:3035"}},
+           "features": [{"type": "Feature", "properties": {},
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
+    (demo / "data" / "aoi.geojson").write_text(json.dumps(aoi))
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_project.py"
+    run = subprocess.run([sys.executable, str(script), str(demo)], capture_output=True, text=True,
+                         timeout=240, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for name in ("groundcast_demo.qgz", "report.pdf", "report.png"):
+        assert (demo / name).stat().st_size > 5_000, name
+
+    # moved elsewhere, the project still finds everything: its paths are relative
+    moved = tmp_path / "moved"
+    shutil.copytree(demo, moved)
+    shutil.rmtree(demo)
+    project = QgsProject()
+    assert project.read(str(moved / "groundcast_demo.qgz"))
+    loaded = list(project.mapLayers().values())
+    invalid = [lyr.name() for lyr in loaded if not lyr.isValid()]
+    assert loaded and not invalid, invalid
+    assert any(isinstance(lyr, QgsRasterLayer) and lyr.name().startswith("Hillshade") for lyr in loaded)
+    assert any(lyr.name() == "Area of interest" and lyr.providerType() == "ogr" for lyr in loaded)
+    layouts = project.layoutManager().layouts()
+    assert len(layouts) == 1 and layouts[0].name().startswith("GroundCast report")
+    assert any("Contains modified Copernicus EGMS data" in t for t in _labels(layouts[0]))
+    time_range = project.timeSettings().temporalRange()
+    assert time_range.begin().date().toPyDate() == FC[0]

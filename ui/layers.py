@@ -323,6 +323,7 @@ def set_band(layer: QgsRasterLayer, band: int) -> bool:
         return False
     renderer.setBand(band)
     layer.triggerRepaint()
+    layer.legendChanged.emit()  # the layer panel names the band's date; keep it current
     return True
 
 
