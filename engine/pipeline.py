@@ -378,7 +378,7 @@ def write_forecast(config: RunConfig, scene: Scene, fc: Forecast, timings: dict)
     fit_pts = timefn_fit(points.dates, points.displacement_mm, points.valid)
     velocity = fit_pts.coefficient("velocity")
     last_obs = persistence(points.displacement_mm, points.valid)
-    timefn_fc = fit_pts.predict(fc.dates).T
+    timefn_fc = fit_pts.predict(fc.dates)  # [N, H], as series.npz documents
     summary = {
         "groundcast_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -495,7 +495,8 @@ def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
 
 
 def score_backtest(full: PointSeries, scene: Scene, fc: Forecast, config: RunConfig):
-    """Errors at the input points against their observed values, each horizon at the nearest held-out epoch."""
+    """Errors at the input points against their observed values, each horizon at the nearest held-out
+    epoch."""
     train = scene.points
     keep = np.isin(full.ids, train.ids)
     held = full.subset(keep)

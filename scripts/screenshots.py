@@ -14,8 +14,8 @@ from pathlib import Path
 from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsProject,
-    QgsReferencedRectangle,
     QgsSettings,
 )
 from qgis.PyQt.QtCore import QTimer
@@ -96,11 +96,15 @@ def step_zoom():
     # after the layers: QGIS may have set the project CRS from its defaults meanwhile
     forecast = state["layers"]["forecast"]
     QgsProject.instance().setCrs(forecast.crs())
-    extent = forecast.extent()
-    extent.scale(1.05)
+    frame = state["layers"].get("aoi") or forecast  # the AOI reaches beyond the forecast cells
+    extent = frame.extent()
+    if frame.crs() != forecast.crs():  # canvas.setExtent ignores a rectangle's CRS
+        transform = QgsCoordinateTransform(frame.crs(), forecast.crs(), QgsProject.instance())
+        extent = transform.transformBoundingBox(extent)
+    extent.scale(1.08)
     canvas = iface.mapCanvas()
     canvas.setDestinationCrs(forecast.crs())
-    canvas.setExtent(QgsReferencedRectangle(extent, forecast.crs()))
+    canvas.setExtent(extent)
     canvas.refresh()
 
 

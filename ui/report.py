@@ -101,11 +101,9 @@ def load_series_example(series_path: str, pid: str | None = None) -> dict | None
     example = {"pid": pids[i], "label": f"Point {pids[i]}",
                "dates_obs": data["dates_obs"].astype("datetime64[D]"),
                "dates_fc": data["dates_fc"].astype("datetime64[D]")}
-    n = len(pids)
     for key in ("obs_mm", "q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
         if key in data and data[key].ndim == 2:
-            values = data[key] if data[key].shape[0] == n else data[key].T  # tolerate [dates, N]
-            example[key] = values[i]
+            example[key] = data[key][i]
     for key in ("x", "y"):
         if key in data:
             example[key] = float(data[key][i])
