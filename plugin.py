@@ -36,7 +36,7 @@ class GroundCastPlugin:
         self.iface.addPluginToMenu(MENU, self.action)
 
         self._init_dock()
-        self._init_provider()
+        self.initProcessing()
         self._init_temporal()
 
     def _init_dock(self):
@@ -51,7 +51,9 @@ class GroundCastPlugin:
         self.dock.hide()  # QGIS shows added docks; ours opens from the button
         self.dock.visibilityChanged.connect(self.action.setChecked)
 
-    def _init_provider(self):
+    def initProcessing(self):  # noqa: N802 (QGIS API: qgis_process calls only this, with iface None)
+        if self.provider is not None:
+            return
         try:
             from .ui.provider import GroundCastProvider
 
@@ -73,8 +75,9 @@ class GroundCastPlugin:
 
     def _log_failure(self, sentence: str):
         QgsMessageLog.logMessage(f"{sentence}:\n{traceback.format_exc()}", LOG_TAG, Qgis.Critical)
-        self.iface.messageBar().pushMessage("GroundCast", f"{sentence}; see the GroundCast log.",
-                                            Qgis.Warning, 8)
+        if self.iface is not None:  # None under qgis_process
+            self.iface.messageBar().pushMessage("GroundCast", f"{sentence}; see the GroundCast log.",
+                                                Qgis.Warning, 8)
 
     def _toggle_dock(self, checked: bool):
         if self.dock is None:

@@ -271,22 +271,33 @@ def forecast_cells(model, s: Setup, kind: str, anchor: int) -> np.ndarray:
     return out[:, :s.height, :s.width]
 
 
+def as_q(cells: np.ndarray) -> np.ndarray:
+    """A median [H, ...] as the [3, H, ...] quantile stack PointModel and fit_shares read (median = [1])."""
+    return np.repeat(cells[None], 3, 0)
+
+
 def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
     """Median cell increments -> forecasts at the points, as engine.pipeline.forecast_scene maps MM-STT's:
     each point's level + its cell's increment + shares of its departures fitted on the validation period.
 
-    cal_cells [>= n_seen, h, w] forecast from `cut`, cells [H, h, w] from the end.
-    Returns (dates [H], forecasts [H, N]).
+    cal_cells [>= n_seen, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
+    forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
     """
     dates, step = scene.cube.dates, np.timedelta64(STEP_DAYS, "D")
     T, H = len(dates), len(cells)
     n_seen = T - cut
-    as_q = lambda c: np.repeat(c[None], 3, 0)              # noqa: E731 (fit_shares reads the median as raw[1])
     cal = PointModel.at(scene, cut, dates[0] + (cut + np.arange(n_seen)) * step)
     truth = scene.regular.displacement_mm[:, cut:].T
     shares = fit_shares(cal.quantiles(as_q(cal_cells[:n_seen]), np.zeros((2, n_seen))), cal.departures, truth)
     dates_fc = dates[0] + (T + np.arange(H)) * step
-    return dates_fc, PointModel.at(scene, T, dates_fc).quantiles(as_q(cells), extend(shares, H))[1]
+    points = PointModel.at(scene, T, dates_fc)
+    return dates_fc, points.quantiles(as_q(cells), extend(shares, H))[1], plain_points(scene, dates_fc, cells)
+
+
+def plain_points(scene, dates_fc: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """[H, N]: each point's level at the origin plus its cell's increment, nothing fitted."""
+    points = PointModel.at(scene, len(scene.cube.dates), dates_fc)
+    return points.quantiles(as_q(cells), np.zeros((2, len(cells))))[1]
 
 
 # ---------------------------------------------------------------- one dataset, every model
@@ -318,7 +329,7 @@ def check_against_engine(full, scene, fc, config, s: Setup, truth, dates_future)
     cells = fc.trained
     cal, _ = forecast_area(cells, make_area(scene.cube, scene.priors, s.tile).until(s.cut))
     end, _ = forecast_area(cells, make_area(scene.cube, scene.priors, s.tile))
-    _, mapped = to_points(scene, s.cut, cal[1], end[1])
+    _, mapped, _ = to_points(scene, s.cut, cal[1], end[1])
     if not np.allclose(mapped, fc.points_mm[1], equal_nan=True, atol=1e-3):
         raise AssertionError("bench to_points differs from forecast_scene's point mapping")
 
@@ -337,7 +348,7 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
     log(f"{name}: {train_pts.n_points} points, {len(s.rows)} cells with data, {len(s.dates)} training epochs "
         f"to {train_pts.dates[-1]}, {len(dates_future)} held-out epochs, horizon {horizon_steps} steps")
 
-    preds, rows = {}, {}
+    preds, plain, rows = {}, {}, {}     # point forecasts [E, N]: mapped like MM-STT, and level + cell only
     for model_name in models:
         log(f"{model_name} ...")
         started = time.perf_counter()
@@ -348,18 +359,20 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 sc = scene if model_name == "mmstt" else prepare(cfg, until=cut_date, points=full)
                 fc, n_params, seconds, info = run_mmstt(sc, cfg, budget, holdout_days)
                 preds[model_name] = on_epochs(fc.dates, fc.points_mm[1], dates_future)
+                increments = fc.cells_mm[1] - fc.cells_level_mm[None]
+                plain[model_name] = on_epochs(fc.dates, plain_points(sc, fc.dates, increments), dates_future)
                 if model_name == "mmstt":
                     check_against_engine(full, scene, fc, config, s, truth, dates_future)
             elif model_name == "persistence":
                 t0 = time.perf_counter()
                 last = persistence(train_pts.displacement_mm, train_pts.valid)
                 seconds, n_params = time.perf_counter() - t0, 0
-                preds[model_name] = np.broadcast_to(last, truth.shape)
+                preds[model_name] = plain[model_name] = np.broadcast_to(last, truth.shape)
             elif model_name == "timefn":
                 t0 = time.perf_counter()
                 fit = timefn_fit(train_pts.dates, train_pts.displacement_mm, train_pts.valid)
                 seconds, n_params = time.perf_counter() - t0, int(fit.coefficients.size)
-                preds[model_name] = fit.predict(dates_future).T
+                preds[model_name] = plain[model_name] = fit.predict(dates_future).T
             else:
                 kind = LEARNED[model_name]
                 torch.manual_seed(budget.seed)
@@ -371,9 +384,10 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 info = train(model, s, kind, budget, log)
                 seconds = time.perf_counter() - t0
                 n_params = sum(p.numel() for p in model.parameters())
-                dates_fc, points = to_points(scene, s.cut, forecast_cells(model, s, kind, s.cut),
-                                             forecast_cells(model, s, kind, len(s.dates)))
+                dates_fc, points, cell_only = to_points(scene, s.cut, forecast_cells(model, s, kind, s.cut),
+                                                        forecast_cells(model, s, kind, len(s.dates)))
                 preds[model_name] = on_epochs(dates_fc, points, dates_future)
+                plain[model_name] = on_epochs(dates_fc, cell_only, dates_future)
         rows[model_name] = {"parameters": int(n_params), "train_seconds": round(seconds, 2),
                             "peak_mb": round(mem["peak_mb"], 1),
                             "wall_seconds": round(time.perf_counter() - started, 2), "training": info}
@@ -396,11 +410,13 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                          float(clean.max() - clean.min())))
     out = []
     for against, target, range_mm in sections:
-        result = score(target, preds, dates_future, train_pts.dates[-1], horizons, last, range_mm)
-        for m in result["models"]:
-            result["models"][m].update(rows[m])
-        out.append({"dataset": name, "against": against, **result["meta"], "models": result["models"],
-                    "n_points": int(train_pts.n_points), "n_cells": int(len(s.rows))})
+        for mapping, forecasts in (("MM-STT's", preds), ("level + cell increment", plain)):
+            result = score(target, forecasts, dates_future, train_pts.dates[-1], horizons, last, range_mm)
+            for m in result["models"]:
+                result["models"][m].update(rows[m])
+            out.append({"dataset": name, "against": against, "point_mapping": mapping, **result["meta"],
+                        "models": result["models"], "n_points": int(train_pts.n_points),
+                        "n_cells": int(len(s.rows))})
     return out
 
 
@@ -418,7 +434,7 @@ def markdown(sections: list[dict], budget: Budget, mode: str) -> str:
              "the horizons; peak MB = peak RSS above the level at the model's start.", ""]
     for sec in sections:
         hz = sec["horizons_days"]
-        lines += [f"## {sec['dataset']}, against {sec['against']}", "",
+        lines += [f"## {sec['dataset']}, against {sec['against']}, point mapping: {sec['point_mapping']}", "",
                   f"{sec['n_points']} points, {sec['n_cells']} cells; cases per horizon {sec['n_cases']}; "
                   f"epochs {', '.join(sec['epochs'])}; min-max range {sec['range_mm']:.1f} mm.", "",
                   "| model | " + " | ".join(f"RMSE {h} d" for h in hz) +
@@ -439,13 +455,18 @@ def plot(sections: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4), squeeze=False)
-    for ax, sec in zip(axes[0], sections):
+    cols = min(2, len(sections))
+    rows = -(-len(sections) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(sections):]:
+        ax.axis("off")
+    for ax, sec in zip(axes.flat, sections):
         for name, m in sec["models"].items():
             ax.plot(sec["horizons_days"], m["rmse_mm"], marker="o", label=name)
-        ax.set(title=f"{sec['dataset']} vs {sec['against']}", xlabel="horizon (days)", ylabel="RMSE (mm)")
+        ax.set(title=f"{sec['dataset']} vs {sec['against']}\n{sec['point_mapping']} point mapping",
+               xlabel="horizon (days)", ylabel="RMSE (mm)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -476,7 +497,6 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     budget = budget_from(args)
     log = lambda *a: print(*a, file=sys.stderr, flush=True)   # noqa: E731 (stdout carries the table)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
 
     started = time.perf_counter()
     sections = []

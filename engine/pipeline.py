@@ -196,9 +196,9 @@ class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
 
     Several points share a 100 m cell but not always its motion (a building beside a field).
-    The point forecast is its own level plus the cell's forecast increment plus a share of two
-    departures: the point's own time-function trend minus the cell's, and the point's last
-    value minus its level (short-lived anomalies persist a little). The shares per horizon are
+    The point forecast is its own level plus the cell's forecast increment plus a share of three
+    departures: the point's own time-function trend minus the cell's, its last-year straight-line
+    trend minus the cell's, and its last value minus its level (short anomalies persist a little). The shares per horizon are
     fitted by least squares on the validation period, like model output statistics in weather
     forecasting: they shrink noisy point trends toward the cell's.
     """
@@ -219,28 +219,39 @@ class PointModel:
         dates = regular.dates[:anchor]
         level = point_levels(regular, anchor)
         cell_level = window_level(cell[:, max(anchor - 61, 0) :, None, None])[:, 0, 0]
+        recent = slice(max(anchor - 61, 0), anchor)
         trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
         trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
+        rate_own = linear_trend(dates[recent], own[:, recent], dates_fc) - level
+        rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
         last = persistence(own, np.isfinite(own))
-        departures = np.stack([trend_own - trend_cell, np.broadcast_to(last - level, trend_own.shape)])
+        departures = np.stack(
+            [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
+        )
         return cls(level, np.nan_to_num(departures), r, c, inside)
 
     def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray) -> np.ndarray:
-        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [2, H]."""
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [D, H]."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
         q = q + (shares[:, :, None] * self.departures).sum(0)[None]
         q[:, :, ~self.inside] = np.nan
         return q
 
 
+def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) -> np.ndarray:
+    """[H, N] extrapolation of each row's straight-line fit (no seasonal terms)."""
+    fit = timefn_fit(dates, series, np.isfinite(series), annual=False, semiannual=False)
+    return fit.predict(dates_fc).T
+
+
 def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Least-squares shares [2, H] of the departures [2, H, N] that best explain truth - raw median."""
-    H = raw.shape[1]
-    shares = np.zeros((2, H))
+    """Least-squares shares [D, H] of the departures [D, H, N] that best explain truth - raw median."""
+    D, H = departures.shape[0], raw.shape[1]
+    shares = np.zeros((D, H))
     resid = truth - raw[1]
     for h in range(H):
         sl = slice(max(h - 3, 0), h + 4)  # pool neighbouring steps for stability
-        y, X = resid[sl].ravel(), departures[:, sl].reshape(2, -1).T
+        y, X = resid[sl].ravel(), departures[:, sl].reshape(D, -1).T
         ok = np.isfinite(y) & np.isfinite(X).all(1)
         if ok.sum() >= 50:
             coef, *_ = np.linalg.lstsq(X[ok], y[ok], rcond=None)
@@ -307,12 +318,12 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
 
     # calibration: forecast the validation period (unseen by the training targets), score at the points
     cut = trained.log["validation_index"]
-    n_seen = len(area.dates) - cut
+    n_seen = min(len(area.dates) - cut, horizon_steps)
     cal_dates = area.dates[0] + (cut + np.arange(n_seen)) * step
     cal_cells, _ = forecast_area(trained, area.until(cut))
     cal_points = PointModel.at(scene, cut, cal_dates)
-    truth = scene.regular.displacement_mm[:, cut:].T
-    no_share = np.zeros((2, n_seen))
+    truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
+    no_share = np.zeros((len(cal_points.departures), n_seen))
     shares = fit_shares(cal_points.quantiles(cal_cells[:, :n_seen], no_share), cal_points.departures, truth)
     factor = interval_scale(cal_points.quantiles(cal_cells[:, :n_seen], shares), truth)
     shares, factor = extend(shares, horizon_steps), extend(factor, horizon_steps)
@@ -326,8 +337,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     points_q = widen(points.quantiles(cells, shares), factor)
     cells_q = widen(cells_level[None, None] + cells, factor)
     trained.log["point_shares"] = {
-        "trend": shares[0, ::10].round(3).tolist(),
-        "last": shares[1, ::10].round(3).tolist(),
+        name: shares[i, ::10].round(3).tolist() for i, name in enumerate(("trend", "recent_rate", "last"))
     }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 

@@ -57,6 +57,8 @@ def ui(qgis_iface, monkeypatch):
 def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     window, canvas = qgis_iface.mainWindow(), qgis_iface.mapCanvas()
     registry = QgsApplication.processingRegistry()
+    # another test module may have registered the provider already; the plugin must not clash
+    registered_before = registry.providerById("groundcast")
     bands_before = len(_rubber_bands(canvas))
 
     plugin = groundcast.classFactory(qgis_iface)
@@ -73,6 +75,10 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     action.trigger()
     assert plugin.dock.isHidden()
     assert registry.providerById("groundcast") is not None
+    if registered_before is None:
+        assert registry.providerById("groundcast") is plugin.provider
+    else:
+        assert plugin.provider is None  # duplicate refused, loading went on
     assert canvas.findChildren(QgsMapTool)  # the dock's AOI and pick tools
 
     # the AOI tool in use and an AOI shown when the plugin goes away
@@ -89,7 +95,7 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     assert canvas.mapTool() is None or "groundcast" not in type(canvas.mapTool()).__module__
     assert not [t for t in canvas.findChildren(QgsMapTool) if "groundcast" in type(t).__module__]
     assert len(_rubber_bands(canvas)) == bands_before
-    assert registry.providerById("groundcast") is None
+    assert registry.providerById("groundcast") is registered_before  # ours gone, nobody else's touched
 
 
 def test_missing_dependency_still_loads_and_says_what(qgis_iface, ui, monkeypatch):

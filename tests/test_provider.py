@@ -316,7 +316,8 @@ def test_qgis_process_runs_the_plugin_headless(tmp_path):
     home = tmp_path / "home"  # a throw-away profile: enabling the plugin must not touch the user's
     home.mkdir()
     enabled = _qgis_process(["plugins", "enable", "groundcast"], home)
-    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    # plugins found through QGIS_PLUGINPATH may count as enabled already, depending on the profile
+    assert enabled.returncode == 0 or "already enabled" in enabled.stderr, enabled.stdout + enabled.stderr
     listed = _qgis_process(["list"], home)
     assert "groundcast:forecast" in listed.stdout, listed.stdout[-2000:] + listed.stderr[-2000:]
     out = tmp_path / "demo"
