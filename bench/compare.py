@@ -280,15 +280,16 @@ def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
     """Median cell increments -> forecasts at the points, as engine.pipeline.forecast_scene maps MM-STT's:
     each point's level + its cell's increment + shares of its departures fitted on the validation period.
 
-    cal_cells [>= n_seen, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
+    cal_cells [H, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
     forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
     """
     dates, step = scene.cube.dates, np.timedelta64(STEP_DAYS, "D")
     T, H = len(dates), len(cells)
-    n_seen = T - cut
+    n_seen = min(T - cut, H)
     cal = PointModel.at(scene, cut, dates[0] + (cut + np.arange(n_seen)) * step)
-    truth = scene.regular.displacement_mm[:, cut:].T
-    shares = fit_shares(cal.quantiles(as_q(cal_cells[:n_seen]), np.zeros((2, n_seen))), cal.departures, truth)
+    truth = scene.regular.displacement_mm[:, cut:cut + n_seen].T
+    no_share = np.zeros((len(cal.departures), n_seen))
+    shares = fit_shares(cal.quantiles(as_q(cal_cells[:n_seen]), no_share), cal.departures, truth)
     dates_fc = dates[0] + (T + np.arange(H)) * step
     points = PointModel.at(scene, T, dates_fc)
     return dates_fc, points.quantiles(as_q(cells), extend(shares, H))[1], plain_points(scene, dates_fc, cells)
@@ -297,7 +298,7 @@ def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
 def plain_points(scene, dates_fc: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """[H, N]: each point's level at the origin plus its cell's increment, nothing fitted."""
     points = PointModel.at(scene, len(scene.cube.dates), dates_fc)
-    return points.quantiles(as_q(cells), np.zeros((2, len(cells))))[1]
+    return points.quantiles(as_q(cells), np.zeros((len(points.departures), len(cells))))[1]
 
 
 # ---------------------------------------------------------------- one dataset, every model
@@ -326,9 +327,9 @@ def check_against_engine(full, scene, fc, config, s: Setup, truth, dates_future)
         for key in ("rmse_mm", "mae_mm", "r2"):
             if not np.allclose(ours[key], engine_metrics["models"][name][key], equal_nan=True):
                 raise AssertionError(f"bench scoring differs from engine.score_backtest: {name} {key}")
-    cells = fc.trained
-    cal, _ = forecast_area(cells, make_area(scene.cube, scene.priors, s.tile).until(s.cut))
-    end, _ = forecast_area(cells, make_area(scene.cube, scene.priors, s.tile))
+    area = make_area(scene.cube, scene.priors, s.tile)
+    cal, _ = forecast_area(fc.trained, area.until(s.cut))
+    end, _ = forecast_area(fc.trained, area)
     _, mapped, _ = to_points(scene, s.cut, cal[1], end[1])
     if not np.allclose(mapped, fc.points_mm[1], equal_nan=True, atol=1e-3):
         raise AssertionError("bench to_points differs from forecast_scene's point mapping")

@@ -60,6 +60,8 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     # another test module may have registered the provider already; the plugin must not clash
     registered_before = registry.providerById("groundcast")
     bands_before = len(_rubber_bands(canvas))
+    # docks of other test modules may still hold tools on the shared canvas: only ours must go
+    tools_before = {id(t) for t in canvas.findChildren(QgsMapTool)}
 
     plugin = groundcast.classFactory(qgis_iface)
     plugin.initGui()
@@ -93,7 +95,8 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     assert _groundcast_docks(window) == []
     assert not [a for a in window.findChildren(QAction) if a.objectName() == "GroundCastAction"]
     assert canvas.mapTool() is None or "groundcast" not in type(canvas.mapTool()).__module__
-    assert not [t for t in canvas.findChildren(QgsMapTool) if "groundcast" in type(t).__module__]
+    assert not [t for t in canvas.findChildren(QgsMapTool)
+                if "groundcast" in type(t).__module__ and id(t) not in tools_before]
     assert len(_rubber_bands(canvas)) == bands_before
     assert registry.providerById("groundcast") is registered_before  # ours gone, nobody else's touched
 
