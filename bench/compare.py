@@ -292,12 +292,11 @@ def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
     shares = fit_shares(cal.quantiles(as_q(cal_cells[:n_seen]), no_share), cal.departures, truth)
     dates_fc = dates[0] + (T + np.arange(H)) * step
     points = PointModel.at(scene, T, dates_fc)
-    return dates_fc, points.quantiles(as_q(cells), extend(shares, H))[1], plain_points(scene, dates_fc, cells)
+    return dates_fc, points.quantiles(as_q(cells), extend(shares, H))[1], plain_points(points, cells)
 
 
-def plain_points(scene, dates_fc: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def plain_points(points: PointModel, cells: np.ndarray) -> np.ndarray:
     """[H, N]: each point's level at the origin plus its cell's increment, nothing fitted."""
-    points = PointModel.at(scene, len(scene.cube.dates), dates_fc)
     return points.quantiles(as_q(cells), np.zeros((len(points.departures), len(cells))))[1]
 
 
@@ -361,7 +360,8 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 fc, n_params, seconds, info = run_mmstt(sc, cfg, budget, holdout_days)
                 preds[model_name] = on_epochs(fc.dates, fc.points_mm[1], dates_future)
                 increments = fc.cells_mm[1] - fc.cells_level_mm[None]
-                plain[model_name] = on_epochs(fc.dates, plain_points(sc, fc.dates, increments), dates_future)
+                cell_only = plain_points(PointModel.at(sc, len(sc.cube.dates), fc.dates), increments)
+                plain[model_name] = on_epochs(fc.dates, cell_only, dates_future)
                 if model_name == "mmstt":
                     check_against_engine(full, scene, fc, config, s, truth, dates_future)
             elif model_name == "persistence":
