@@ -36,7 +36,7 @@ from engine.aoi import read_aoi  # noqa: E402
 from engine.baselines import persistence, timefn_fit  # noqa: E402
 from engine.demo import make_demo  # noqa: E402
 from engine.model import ModelConfig  # noqa: E402
-from engine.pipeline import (BACKTEST_HORIZONS_DAYS, PointModel, RunConfig, extend, fit_shares,  # noqa: E402
+from engine.pipeline import (BACKTEST_HORIZONS_DAYS, PointModel, RunConfig, calibrate_points,  # noqa: E402
                              forecast_scene, prepare, score_backtest)
 from engine.points import read_points  # noqa: E402
 from engine.train import (MIN_HISTORY_STEPS, STEP_DAYS, TrainOptions, area_scale_mm, forecast_area,  # noqa: E402
@@ -277,27 +277,23 @@ def as_q(cells: np.ndarray) -> np.ndarray:
 
 
 def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
-    """Median cell increments -> forecasts at the points, as engine.pipeline.forecast_scene maps MM-STT's:
-    each point's level + its cell's increment + shares of its departures fitted on the validation period.
+    """Median cell increments -> forecasts at the points, exactly as engine.pipeline.forecast_scene maps
+    MM-STT's (engine.pipeline.calibrate_points + PointModel).
 
     cal_cells [H, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
     forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
     """
     dates, step = scene.cube.dates, np.timedelta64(STEP_DAYS, "D")
     T, H = len(dates), len(cells)
-    n_seen = min(T - cut, H)
-    cal = PointModel.at(scene, cut, dates[0] + (cut + np.arange(n_seen)) * step)
-    truth = scene.regular.displacement_mm[:, cut:cut + n_seen].T
-    no_share = np.zeros((len(cal.departures), n_seen))
-    shares = fit_shares(cal.quantiles(as_q(cal_cells[:n_seen]), no_share), cal.departures, truth)
+    shares, _ = calibrate_points(scene, cut, as_q(cal_cells), H)
     dates_fc = dates[0] + (T + np.arange(H)) * step
     points = PointModel.at(scene, T, dates_fc)
-    return dates_fc, points.quantiles(as_q(cells), extend(shares, H))[1], plain_points(points, cells)
+    return dates_fc, points.quantiles(as_q(cells), shares)[1], plain_points(points, cells)
 
 
 def plain_points(points: PointModel, cells: np.ndarray) -> np.ndarray:
     """[H, N]: each point's level at the origin plus its cell's increment, nothing fitted."""
-    return points.quantiles(as_q(cells), np.zeros((len(points.departures), len(cells))))[1]
+    return points.quantiles(as_q(cells))[1]
 
 
 # ---------------------------------------------------------------- one dataset, every model

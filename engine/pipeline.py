@@ -196,15 +196,18 @@ class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
 
     Several points share a 100 m cell but not always its motion (a building beside a field).
-    The point forecast is its own level plus the cell's forecast increment plus a share of three
-    departures: the point's own time-function trend minus the cell's, its last-year straight-line
-    trend minus the cell's, and its last value minus its level (short anomalies persist a little). The shares per horizon are
-    fitted by least squares on the validation period, like model output statistics in weather
-    forecasting: they shrink noisy point trends toward the cell's.
+    A point's forecast is its own level plus its cell's forecast increment plus shares of five
+    departures: its time-function trend minus the cell's, its last-year straight-line trend
+    minus the cell's, its last value minus its level (short anomalies persist a little), and
+    the pull toward persistence and toward its own time-function fit. The shares per horizon
+    are fitted by least squares on the validation period, like model output statistics in
+    weather forecasting: they shrink noisy point trends toward the cell's, and where the
+    network was less skilful than a baseline on the validation period they say so.
     """
 
     level: np.ndarray  # [N]
-    departures: np.ndarray  # [2, H, N]
+    departures: np.ndarray  # [3, H, N], independent of the network
+    trend_own: np.ndarray  # [H, N] the point's own time-function increment
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
@@ -228,14 +231,38 @@ class PointModel:
         departures = np.stack(
             [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
         )
-        return cls(level, np.nan_to_num(departures), r, c, inside)
+        return cls(level, np.nan_to_num(departures), np.nan_to_num(trend_own), r, c, inside)
 
-    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray) -> np.ndarray:
-        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [D, H]."""
+    def design(self, cell_increments: np.ndarray) -> np.ndarray:
+        """[5, H, N] departures, given the cells' quantile increments [Q, H, rows, cols]."""
+        median = cell_increments[len(cell_increments) // 2][:, self.rows, self.cols]
+        median = np.nan_to_num(median)
+        return np.concatenate([self.departures, np.stack([-median, self.trend_own - median])])
+
+    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [5, H]."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
-        q = q + (shares[:, :, None] * self.departures).sum(0)[None]
+        if shares is not None:
+            q = q + (shares[:, :, None] * self.design(cell_increments)).sum(0)[None]
         q[:, :, ~self.inside] = np.nan
         return q
+
+
+def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int):
+    """Shares [5, H] and interval factors [H], fitted where the network forecast the validation period.
+
+    cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
+    the validation period that no training target reached.
+    """
+    step = np.timedelta64(STEP_DAYS, "D")
+    dates = scene.regular.dates
+    n_seen = min(len(dates) - cut, horizon_steps)
+    cal = PointModel.at(scene, cut, dates[0] + (cut + np.arange(n_seen)) * step)
+    cells = cal_cells[:, :n_seen]
+    truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
+    shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth)
+    factor = interval_scale(cal.quantiles(cells, shares), truth)
+    return extend(shares, horizon_steps), extend(factor, horizon_steps)
 
 
 def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) -> np.ndarray:
@@ -314,30 +341,24 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
         log=log,
         init_state=init_state,
     )
-    step = np.timedelta64(STEP_DAYS, "D")
 
     # calibration: forecast the validation period (unseen by the training targets), score at the points
     cut = trained.log["validation_index"]
-    n_seen = min(len(area.dates) - cut, horizon_steps)
-    cal_dates = area.dates[0] + (cut + np.arange(n_seen)) * step
     cal_cells, _ = forecast_area(trained, area.until(cut))
-    cal_points = PointModel.at(scene, cut, cal_dates)
-    truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
-    no_share = np.zeros((len(cal_points.departures), n_seen))
-    shares = fit_shares(cal_points.quantiles(cal_cells[:, :n_seen], no_share), cal_points.departures, truth)
-    factor = interval_scale(cal_points.quantiles(cal_cells[:, :n_seen], shares), truth)
-    shares, factor = extend(shares, horizon_steps), extend(factor, horizon_steps)
+    shares, factor = calibrate_points(scene, cut, cal_cells, horizon_steps)
 
     check_cancel(progress)
     progress.progress(0.9, "forecasting")
     anchor = len(area.dates)
+    step = np.timedelta64(STEP_DAYS, "D")
     dates = area.dates[0] + (anchor + np.arange(horizon_steps)) * step
     cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
     points = PointModel.at(scene, anchor, dates)
     points_q = widen(points.quantiles(cells, shares), factor)
     cells_q = widen(cells_level[None, None] + cells, factor)
     trained.log["point_shares"] = {
-        name: shares[i, ::10].round(3).tolist() for i, name in enumerate(("trend", "recent_rate", "last"))
+        name: shares[i, ::10].round(3).tolist()
+        for i, name in enumerate(("trend", "recent_rate", "last", "persistence", "own_timefn"))
     }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
