@@ -138,8 +138,9 @@ def test_install_command_pins_and_apt(monkeypatch):
     monkeypatch.setattr(deps, "is_debian", lambda: True)
     command = deps.install_command(["torch", "rasterio", "shapely"])
     apt, pip = command.splitlines()
-    assert apt == "sudo apt install python3-rasterio python3-shapely"
-    assert "torch==2.13.0" in pip and "rasterio" not in pip
+    assert apt == "sudo apt install python3-rasterio"
+    # Debian 12's python3-shapely is 1.8: shapely 2 must come from pip
+    assert "torch==2.13.0" in pip and '"shapely>=2.0,<2.1"' in pip and "rasterio" not in pip
 
 
 def test_version_problems_are_reported(monkeypatch):

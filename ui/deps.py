@@ -29,6 +29,7 @@ _CHECKS = [
     ("pyproj", "pyproj", None, None),
     ("fiona", "fiona", None, None),
     ("matplotlib", "matplotlib", None, None),
+    ("scipy", "scipy", None, None),
     ("numpy", "numpy", None, 2),
 ]
 
@@ -42,12 +43,14 @@ _FALLBACK_PINS = {
     "pyproj": "pyproj>=3.4,<4",
     "fiona": "fiona>=1.9,<2",
     "matplotlib": "matplotlib>=3.6,<4",
+    "scipy": "scipy>=1.10,<2",
 }
 
 # Debian builds these against QGIS's own GDAL/PROJ; pip wheels would load a second GDAL.
+# Not shapely: Debian 12's is 1.8 and the engine needs 2.
 _APT_PACKAGES = {
     "numpy": "python3-numpy",
-    "shapely": "python3-shapely",
+    "scipy": "python3-scipy",
     "rasterio": "python3-rasterio",
     "pyproj": "python3-pyproj",
     "fiona": "python3-fiona",
