@@ -280,8 +280,8 @@ def split_anchors(n_epochs: int, horizon_steps: int) -> tuple[np.ndarray, np.nda
     """Training origins whose targets end before the validation period, and validation origins."""
     val_steps = int(np.clip(n_epochs // 5, 10, horizon_steps))
     cut = n_epochs - val_steps
-    train = np.arange(MIN_HISTORY_STEPS, cut - 1)
-    val = np.unique(np.linspace(cut, n_epochs - 2, 3).astype(int))
+    train = np.arange(MIN_HISTORY_STEPS, cut)  # the last one's first target is epoch cut - 1
+    val = np.unique(np.linspace(cut, max(cut, n_epochs - 2), 3).astype(int))
     if len(train) < 4:
         raise InputError(
             f"the series has {n_epochs} regular epochs; training needs at least "
@@ -370,6 +370,9 @@ def _fit_on(
             bad += 1
             if bad >= options.patience:
                 break
+    if best_state is None:  # the validation loss was never finite
+        raise InputError("training diverged (the validation loss is not a number); check the input "
+                         "series for extreme values, or try another --seed.")
     model.load_state_dict(best_state)
     model.eval()
     log_info = {

@@ -956,9 +956,8 @@ class GroundCastDock(QgsDockWidget):
         if self._backtest_pixmap is None or self._backtest_pixmap.isNull():
             self.backtest_image.clear()
             return
-        # the visible width, not the label's: a wide pixmap would otherwise widen its own label
-        viewport = self.tabs.widget(1).viewport().width() if self.tabs.count() > 1 else 10_000
-        width = max(200, min(self.backtest_image.width(), viewport - 40) - 4)
+        # the dock's width, not the label's: the label may still be as wide as an earlier pixmap
+        width = max(200, min(self.backtest_image.width(), self.width() - 60) - 4)
         smooth = Qt.TransformationMode.SmoothTransformation
         self.backtest_image.setPixmap(self._backtest_pixmap.scaledToWidth(width, smooth))
 
