@@ -196,10 +196,12 @@ class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
 
     Several points share a 100 m cell but not always its motion (a building beside a field).
-    A point's forecast is its own level plus its cell's forecast increment plus shares of five
+    A point's forecast is its own level plus its cell's forecast increment plus shares of six
     departures: its time-function trend minus the cell's, its last-year straight-line trend
     minus the cell's, its last value minus its level (short anomalies persist a little), and
-    the pull toward persistence and toward its own time-function fit. The shares per horizon
+    the pull toward persistence, toward its own time-function fit and toward its own
+    straight line over the whole history (on real EGMS series the seasonal terms, fitted on a
+    few years, often extrapolate worse than the plain velocity a year out). The shares per horizon
     are fitted by least squares on the validation period, like model output statistics in
     weather forecasting: they shrink noisy point trends toward the cell's, and where the
     network was less skilful than a baseline on the validation period they say so.
@@ -208,6 +210,7 @@ class PointModel:
     level: np.ndarray  # [N]
     departures: np.ndarray  # [3, H, N], independent of the network
     trend_own: np.ndarray  # [H, N] the point's own time-function increment
+    line_own: np.ndarray  # [H, N] the point's own straight-line increment, whole history
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
@@ -225,22 +228,26 @@ class PointModel:
         recent = slice(max(anchor - 61, 0), anchor)
         trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
         trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
+        line_own = linear_trend(dates, own, dates_fc) - level
         rate_own = linear_trend(dates[recent], own[:, recent], dates_fc) - level
         rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
         last = persistence(own, np.isfinite(own))
         departures = np.stack(
             [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
         )
-        return cls(level, np.nan_to_num(departures), np.nan_to_num(trend_own), r, c, inside)
+        return cls(
+            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), r, c, inside
+        )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
-        """[5, H, N] departures, given the cells' quantile increments [Q, H, rows, cols]."""
+        """[6, H, N] departures, given the cells' quantile increments [Q, H, rows, cols]."""
         median = cell_increments[len(cell_increments) // 2][:, self.rows, self.cols]
         median = np.nan_to_num(median)
-        return np.concatenate([self.departures, np.stack([-median, self.trend_own - median])])
+        pulls = np.stack([-median, self.trend_own - median, self.line_own - median])
+        return np.concatenate([self.departures, pulls])
 
     def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
-        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [5, H]."""
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [6, H]."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
         if shares is not None:
             q = q + (shares[:, :, None] * self.design(cell_increments)).sum(0)[None]
@@ -249,7 +256,7 @@ class PointModel:
 
 
 def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int):
-    """Shares [5, H] and interval factors [H], fitted where the network forecast the validation period.
+    """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
     the validation period that no training target reached.
@@ -272,7 +279,14 @@ def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) ->
 
 
 def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Least-squares shares [D, H] of the departures [D, H, N] that best explain truth - raw median."""
+    """Least-squares shares [D, H], each in [0, 1], of the departures [D, H, N] that best explain
+    truth - raw median.
+
+    The bounds are part of the fit, not a clip afterwards: the departures are strongly
+    correlated, and clipping an unconstrained solution can leave a share far from optimal.
+    """
+    from scipy.optimize import lsq_linear
+
     D, H = departures.shape[0], raw.shape[1]
     shares = np.zeros((D, H))
     resid = truth - raw[1]
@@ -281,8 +295,7 @@ def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np
         y, X = resid[sl].ravel(), departures[:, sl].reshape(D, -1).T
         ok = np.isfinite(y) & np.isfinite(X).all(1)
         if ok.sum() >= 50:
-            coef, *_ = np.linalg.lstsq(X[ok], y[ok], rcond=None)
-            shares[:, h] = np.clip(coef, 0.0, 1.0)
+            shares[:, h] = lsq_linear(X[ok].astype(float), y[ok].astype(float), bounds=(0.0, 1.0)).x
         elif h:
             shares[:, h] = shares[:, h - 1]
     return shares
@@ -358,7 +371,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     cells_q = widen(cells_level[None, None] + cells, factor)
     trained.log["point_shares"] = {
         name: shares[i, ::10].round(3).tolist()
-        for i, name in enumerate(("trend", "recent_rate", "last", "persistence", "own_timefn"))
+        for i, name in enumerate(("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line"))
     }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
