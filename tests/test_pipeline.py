@@ -181,6 +181,23 @@ def test_fit_shares_recovers_the_share_of_a_departure():
     assert np.allclose(shares[0], 0.7, atol=0.05) and np.allclose(shares[1], 0.2, atol=0.05)
 
 
+def test_fit_shares_respects_the_bounds_within_the_fit():
+    # Two nearly equal departures: the unconstrained optimum is far outside [0, 1] (about +3 and
+    # -2.5); clipping it would give shares (1, 0), twice the right size. The bounded optimum is
+    # about (0.52, 0).
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 3, (8, 2000))
+    noise = rng.normal(0, 0.3, (8, 2000))
+    departures = np.stack([base + noise, base])
+    truth = 0.5 * base + 3.0 * noise + rng.normal(0, 0.5, (8, 2000))
+    shares = fit_shares(np.zeros((3, 8, 2000)), departures, truth)
+    assert ((shares >= 0) & (shares <= 1)).all()
+    assert np.allclose(shares[0], 0.52, atol=0.08) and (shares[1] < 0.05).all()  # the bounded optimum
+    fitted = (shares[:, :, None] * departures).sum(0)
+    clipped = departures[0]  # what clipping (3, -2.5) to (1, 0) gives
+    assert np.sqrt(np.mean((truth - fitted) ** 2)) < np.sqrt(np.mean((truth - clipped) ** 2)) - 0.3
+
+
 def test_exceedance_matches_the_quantiles():
     level = np.zeros(3)
     q = np.stack([np.array([-20.0, -10, 0]), np.array([-10.0, 0, 5]), np.array([0.0, 10, 10])])
