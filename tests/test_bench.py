@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from bench.compare import MODELS, main
@@ -42,3 +43,30 @@ def test_every_model_is_scored_at_every_horizon_on_the_same_cases(report):
             assert m["parameters"] >= 0 and m["train_seconds"] >= 0
     # the same scored cases in every section of the run
     assert len({tuple(s["n_cases"]) for s in sections if s["against"] == "observed"}) == 1
+
+
+def test_noise_floor_measures_the_noise_it_was_given(tmp_path):
+    from bench.noise_floor import floor_table
+
+    # straight-line motion + white noise of 2 mm: hindsight fits see only the noise
+    rng = np.random.default_rng(0)
+    dates = np.datetime64("2020-01-03") + np.arange(0, 4 * 365, 6).astype("timedelta64[D]")
+    years = (dates - dates[0]).astype(float) / 365.25
+    n = 400
+    velocity = rng.normal(-5, 3, n)
+    series = velocity[:, None] * years[None] + rng.normal(0, 2.0, (n, len(dates)))
+    header = "pid,easting,northing," + ",".join(str(d).replace("-", "") for d in dates)
+    lines = [header] + [
+        f"p{i},{4e6 + 20 * i},{2e6},{','.join(f'{v:.3f}' for v in row)}" for i, row in enumerate(series)
+    ]
+    path = tmp_path / "line.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = floor_table(str(path), 365)
+    rows = table["rows"]
+    assert table["horizons_days"] == [12, 90, 180, 365]
+    assert abs(table["residual_mm"] - 2.0) < 0.15
+    # the true model is a line: its hindsight fit is at the noise, and persistence falls behind it
+    assert all(abs(v - 2.0) < 0.35 for v in rows["hindsight straight line"])
+    assert rows["persistence"][-1] > rows["straight line"][-1] + 1.0
+    best = np.min([rows[k] for k in ("persistence", "mean of last 5", "straight line", "time function")], 0)
+    assert np.allclose(rows["0.9 x best baseline"], 0.9 * best)
