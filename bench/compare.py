@@ -42,7 +42,8 @@ from engine.points import read_points  # noqa: E402
 from engine.train import (MIN_HISTORY_STEPS, STEP_DAYS, TrainOptions, area_scale_mm, forecast_area,  # noqa: E402
                           make_area, occupied_tiles, split_anchors, window_level)
 
-MODELS = ("mmstt", "mmstt_no_priors", "persistence", "timefn", "convlstm", "stgcn", "staeformer", "dlinear")
+MODELS = ("mmstt", "mmstt_no_priors", "persistence", "timefn", "mapped_baselines", "convlstm", "stgcn",
+          "staeformer", "dlinear")
 LEARNED = {"convlstm": "grid", "stgcn": "nodes", "staeformer": "nodes", "dlinear": "nodes"}
 
 
@@ -291,6 +292,14 @@ def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
     return dates_fc, points.quantiles(as_q(cells), shares)[1], plain_points(points, cells)
 
 
+def no_increment(s: Setup, anchor: int) -> np.ndarray:
+    """[H, h, w] zero increments where a cell has a level at `anchor`: the point mapping with no network."""
+    _, _, level = whole_area(s, "nodes", [anchor])
+    out = np.full((s.H,) + s.grid.shape[1:], np.nan, np.float32)
+    out[:, s.rows, s.cols] = np.where(np.isfinite(level[0]), 0.0, np.nan)
+    return out[:, :s.height, :s.width]
+
+
 def plain_points(points: PointModel, cells: np.ndarray) -> np.ndarray:
     """[H, N]: each point's level at the origin plus its cell's increment, nothing fitted."""
     return points.quantiles(as_q(cells))[1]
@@ -370,6 +379,13 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 fit = timefn_fit(train_pts.dates, train_pts.displacement_mm, train_pts.valid)
                 seconds, n_params = time.perf_counter() - t0, int(fit.coefficients.size)
                 preds[model_name] = plain[model_name] = fit.predict(dates_future).T
+            elif model_name == "mapped_baselines":
+                t0 = time.perf_counter()
+                dates_fc, points, cell_only = to_points(scene, s.cut, no_increment(s, s.cut),
+                                                        no_increment(s, len(s.dates)))
+                seconds, n_params = time.perf_counter() - t0, 0
+                preds[model_name] = on_epochs(dates_fc, points, dates_future)
+                plain[model_name] = on_epochs(dates_fc, cell_only, dates_future)
             else:
                 kind = LEARNED[model_name]
                 torch.manual_seed(budget.seed)
