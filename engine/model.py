@@ -238,8 +238,11 @@ class MMSTT(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, Q * tp * p * p)
         self.mix = nn.Linear(d, K)                               # per-token weights of the baselines
+        # start from persistence, not from the baselines: where a step or an onset of pumping
+        # sits in the window their extrapolation runs away, and early stopping may come
+        # before the network has learnt to distrust them
         nn.init.zeros_(self.mix.weight)
-        nn.init.constant_(self.mix.bias, 1.0 / K)
+        nn.init.zeros_(self.mix.bias)
 
     def variogram_range_m(self) -> float:
         return self.cov.range_m

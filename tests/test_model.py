@@ -73,8 +73,11 @@ def test_head_adds_a_learned_mix_of_baselines():
     batch = make_batch(model.config)
     shifted = dict(batch, baselines=batch["baselines"] + 2.5)
     with torch.no_grad():
+        # the mix starts at zero (persistence): the baselines do not move the forecast yet
+        torch.testing.assert_close(model(shifted), model(batch))
+        # weights summing to one: shifting every baseline shifts every quantile as much
+        model.mix.bias.copy_(torch.tensor([0.7, 0.3]))
         diff = model(shifted) - model(batch)
-    # the mix starts as the mean of the baselines: shifting all of them shifts every quantile
     torch.testing.assert_close(diff, torch.full_like(diff, 2.5))
 
 
