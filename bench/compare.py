@@ -364,8 +364,9 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 sc = scene if model_name == "mmstt" else prepare(cfg, until=cut_date, points=full)
                 fc, n_params, seconds, info = run_mmstt(sc, cfg, budget, holdout_days)
                 preds[model_name] = on_epochs(fc.dates, fc.points_mm[1], dates_future)
-                increments = fc.cells_mm[1] - fc.cells_level_mm[None]
-                cell_only = plain_points(PointModel.at(sc, len(sc.cube.dates), fc.dates), increments)
+                # the network's own cells, before the engine calibrates the maps as it does the points
+                increments, _ = forecast_area(fc.trained, make_area(sc.cube, sc.priors, s.tile))
+                cell_only = plain_points(PointModel.at(sc, len(sc.cube.dates), fc.dates), increments[1])
                 plain[model_name] = on_epochs(fc.dates, cell_only, dates_future)
                 if model_name == "mmstt":
                     check_against_engine(full, scene, fc, config, s, truth, dates_future)

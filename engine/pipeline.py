@@ -185,12 +185,6 @@ def train_options(config: RunConfig) -> TrainOptions:
     return options
 
 
-def point_levels(regular: PointSeries, anchor: int) -> np.ndarray:
-    """Each point's level at the forecast origin, defined exactly as the cells' level."""
-    hist = regular.displacement_mm[:, max(anchor - 61, 0) : anchor]
-    return window_level(hist[:, :, None, None])[:, 0, 0]
-
-
 @dataclass
 class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
@@ -205,6 +199,9 @@ class PointModel:
     are fitted by least squares on the validation period, like model output statistics in
     weather forecasting: they shrink noisy point trends toward the cell's, and where the
     network was less skilful than a baseline on the validation period they say so.
+
+    `cells_at` applies the same to the grid itself, each cell its own "point": the maps get
+    the pulls toward persistence and the cell's own fits, with shares fitted on the cells.
     """
 
     level: np.ndarray  # [N]
@@ -217,26 +214,45 @@ class PointModel:
 
     @classmethod
     def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
+        """The points, from their history before epoch `anchor`."""
         regular, cube = scene.regular, scene.cube
         rows, cols, inside = cube.grid.cell_index(regular.x, regular.y)
         r, c = np.where(inside, rows, 0), np.where(inside, cols, 0)
         own = regular.displacement_mm[:, :anchor]
         cell = cube.displacement_mm[:anchor, r, c].T
-        dates = regular.dates[:anchor]
-        level = point_levels(regular, anchor)
-        cell_level = window_level(cell[:, max(anchor - 61, 0) :, None, None])[:, 0, 0]
+        return cls.of_series(own, cell, regular.dates[:anchor], dates_fc, r, c, inside)
+
+    @classmethod
+    def cells_at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
+        """Every cell with data before epoch `anchor`, as a point of its own."""
+        cube = scene.cube.displacement_mm[:anchor]
+        rows, cols = np.nonzero(np.isfinite(cube).any(0))
+        series = cube[:, rows, cols].T
+        inside = np.ones(len(rows), bool)
+        return cls.of_series(series, series, scene.regular.dates[:anchor], dates_fc, rows, cols, inside)
+
+    @classmethod
+    def of_series(cls, own, cell, dates, dates_fc, rows, cols, inside) -> PointModel:
+        """own, cell [N, T]: each point's series and its cell's, on the regular dates [T]."""
+        anchor = own.shape[1]
         recent = slice(max(anchor - 61, 0), anchor)
+        level = window_level(own[:, recent, None, None])[:, 0, 0]
         trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
-        trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
         line_own = linear_trend(dates, own, dates_fc) - level
         rate_own = linear_trend(dates[recent], own[:, recent], dates_fc) - level
-        rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
+        if cell is own:  # a cell as its own point: it departs from nothing
+            trend_cell, rate_cell = trend_own, rate_own
+        else:
+            cell_level = window_level(cell[:, recent, None, None])[:, 0, 0]
+            trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
+            rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
         last = persistence(own, np.isfinite(own))
         departures = np.stack(
             [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
         )
         return cls(
-            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), r, c, inside
+            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), rows, cols,
+            inside,
         )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
@@ -255,18 +271,24 @@ class PointModel:
         return q
 
 
-def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int):
+def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False):
     """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
-    the validation period that no training target reached.
+    the validation period that no training target reached. `on_cells`: fit them for the grid
+    (PointModel.cells_at), scored against the cells' own values, instead of the points.
     """
     step = np.timedelta64(STEP_DAYS, "D")
     dates = scene.regular.dates
     n_seen = min(len(dates) - cut, horizon_steps)
-    cal = PointModel.at(scene, cut, dates[0] + (cut + np.arange(n_seen)) * step)
+    dates_cal = dates[0] + (cut + np.arange(n_seen)) * step
+    if on_cells:
+        cal = PointModel.cells_at(scene, cut, dates_cal)
+        truth = scene.cube.displacement_mm[cut : cut + n_seen, cal.rows, cal.cols]
+    else:
+        cal = PointModel.at(scene, cut, dates_cal)
+        truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
     cells = cal_cells[:, :n_seen]
-    truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
     shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth)
     factor = interval_scale(cal.quantiles(cells, shares), truth)
     return extend(shares, horizon_steps), extend(factor, horizon_steps)
@@ -356,9 +378,11 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     )
 
     # calibration: forecast the validation period (unseen by the training targets), score at the points
+    # and at the cells
     cut = trained.log["validation_index"]
     cal_cells, _ = forecast_area(trained, area.until(cut))
     shares, factor = calibrate_points(scene, cut, cal_cells, horizon_steps)
+    cell_shares, cell_factor = calibrate_points(scene, cut, cal_cells, horizon_steps, on_cells=True)
 
     check_cancel(progress)
     progress.progress(0.9, "forecasting")
@@ -368,10 +392,17 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
     points = PointModel.at(scene, anchor, dates)
     points_q = widen(points.quantiles(cells, shares), factor)
-    cells_q = widen(cells_level[None, None] + cells, factor)
+    grid = PointModel.cells_at(scene, anchor, dates)
+    cells_q = np.full_like(cells, np.nan)
+    cells_q[:, :, grid.rows, grid.cols] = widen(grid.quantiles(cells, cell_shares), cell_factor)
     trained.log["point_shares"] = {
         name: shares[i, ::10].round(3).tolist()
         for i, name in enumerate(("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line"))
+    }
+    trained.log["cell_interval_scale"] = cell_factor[::10].round(3).tolist()
+    trained.log["cell_shares"] = {
+        name: cell_shares[i, ::10].round(3).tolist()
+        for i, name in enumerate(("last", "persistence", "own_timefn", "own_line"), start=2)
     }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
