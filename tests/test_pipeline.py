@@ -10,7 +10,9 @@ import rasterio
 
 from engine.errors import Cancelled
 from engine.pipeline import (
+    PointModel,
     RunConfig,
+    calibrate_points,
     exceedance_probability,
     fit_shares,
     forecast_scene,
@@ -196,6 +198,31 @@ def test_fit_shares_respects_the_bounds_within_the_fit():
     fitted = (shares[:, :, None] * departures).sum(0)
     clipped = departures[0]  # what clipping (3, -2.5) to (1, 0) gives
     assert np.sqrt(np.mean((truth - fitted) ** 2)) < np.sqrt(np.mean((truth - clipped) ** 2)) - 0.3
+
+
+@pytest.mark.parametrize("on_cells", [False, True])
+def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, on_cells):
+    # cell forecasts of pure noise (sd 30 mm): the fit must lean on the pulls toward persistence
+    # and the own fits instead, for the maps as for the points
+    scene = prepare(demo_config(demo_data_dir, tmp_path, dem=None, geology=None, soil=None))
+    T, h, w = scene.cube.displacement_mm.shape
+    cut, H = T - 15, 15
+    rng = np.random.default_rng(0)
+    noise = np.sort(rng.normal(0, 30, (3, H, h, w)).astype(np.float32), axis=0)
+    shares, factor = calibrate_points(scene, cut, noise, H, on_cells=on_cells)
+    pulls = shares[3:]  # toward persistence, own time function, own straight line
+    assert np.allclose(pulls.sum(0), 1.0, atol=0.1)  # the network's increment is cancelled
+    dates = scene.regular.dates[cut:]
+    model = (PointModel.cells_at if on_cells else PointModel.at)(scene, cut, dates)
+    fixed = model.quantiles(noise, shares)[1]
+    raw = model.quantiles(noise)[1]
+    truth = (
+        scene.cube.displacement_mm[cut:, model.rows, model.cols]
+        if on_cells
+        else scene.regular.displacement_mm[:, cut:].T
+    )
+    ok = np.isfinite(truth) & np.isfinite(raw)
+    assert np.sqrt(np.mean((fixed - truth)[ok] ** 2)) < 0.3 * np.sqrt(np.mean((raw - truth)[ok] ** 2))
 
 
 def test_exceedance_matches_the_quantiles():
