@@ -70,3 +70,21 @@ def test_noise_floor_measures_the_noise_it_was_given(tmp_path):
     assert rows["persistence"][-1] > rows["straight line"][-1] + 1.0
     best = np.min([rows[k] for k in ("persistence", "mean of last 5", "straight line", "time function")], 0)
     assert np.allclose(rows["0.9 x best baseline"], 0.9 * best)
+
+
+def test_maps_are_scored_against_the_held_out_cells(demo_data_dir):
+    from bench.maps import map_scores
+    from engine.pipeline import RunConfig
+
+    config = RunConfig(points=str(demo_data_dir / "EGMS_L2b_demo_2020_2024.csv"), out_dir="", epochs=1,
+                       device="cpu")
+    table = map_scores(config, 90)
+    assert table["horizons_days"] == [12, 90]
+    rows = table["rows"]
+    assert all(math.isfinite(v) for values in rows.values() for v in values)
+    # the calibration only adds what helped on the validation period: never far worse than
+    # the network's cells or the cells' persistence
+    for h in range(2):
+        best = min(rows["network's own cells"][h], rows["persistence (level)"][h])
+        assert rows["calibrated map"][h] <= 1.15 * best
+    assert all(0.5 <= c <= 1.0 for c in table["coverage90"])
