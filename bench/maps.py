@@ -37,9 +37,11 @@ def map_scores(config: RunConfig, holdout_days: int) -> dict:
     observed = prepare(config, points=full).cube.displacement_mm  # same grid, every epoch
     fc = forecast_scene(scene, config, holdout_days, log=lambda *a: None)
     T, h, w = scene.cube.displacement_mm.shape
-    raw, level = forecast_area(fc.trained, make_area(scene.cube, scene.priors, fc.trained.model.config.tile_cells))
+    area = make_area(scene.cube, scene.priors, fc.trained.model.config.tile_cells)
+    raw, level = forecast_area(fc.trained, area)
     hist = scene.cube.displacement_mm.reshape(T, -1).T
-    timefn = timefn_fit(scene.regular.dates[:T], hist, np.isfinite(hist)).predict(fc.dates).T.reshape(-1, h, w)
+    fit = timefn_fit(scene.regular.dates[:T], hist, np.isfinite(hist))
+    timefn = fit.predict(fc.dates).T.reshape(-1, h, w)
     horizons = [d for d in BACKTEST_HORIZONS_DAYS if d <= holdout_days]
     rows = {"calibrated map": [], "network's own cells": [], "persistence (level)": [], "time function": []}
     coverage = []
