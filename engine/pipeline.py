@@ -185,6 +185,10 @@ def train_options(config: RunConfig) -> TrainOptions:
     return options
 
 
+# the rows of PointModel.design, in order: three departures from the cell, then three pulls
+DEPARTURES = ("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line")
+
+
 @dataclass
 class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
@@ -396,14 +400,13 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     cells_q = np.full_like(cells, np.nan)
     cells_q[:, :, grid.rows, grid.cols] = widen(grid.quantiles(cells, cell_shares), cell_factor)
     trained.log["point_shares"] = {
-        name: shares[i, ::10].round(3).tolist()
-        for i, name in enumerate(("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line"))
+        name: shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
+    }
+    # a cell departs from nothing: only its last value and the pulls can have a share
+    trained.log["cell_shares"] = {
+        name: cell_shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES) if i >= 2
     }
     trained.log["cell_interval_scale"] = cell_factor[::10].round(3).tolist()
-    trained.log["cell_shares"] = {
-        name: cell_shares[i, ::10].round(3).tolist()
-        for i, name in enumerate(("last", "persistence", "own_timefn", "own_line"), start=2)
-    }
     return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
 
 
