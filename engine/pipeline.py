@@ -227,10 +227,12 @@ class PointModel:
         return cls.of_series(own, cell, regular.dates[:anchor], dates_fc, r, c, inside)
 
     @classmethod
-    def cells_at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
-        """Every cell with data before epoch `anchor`, as a point of its own."""
+    def cells_at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray, rows=None, cols=None) -> PointModel:
+        """The cells (rows, cols), by default every cell with data before epoch `anchor`, each as a
+        point of its own."""
         cube = scene.cube.displacement_mm[:anchor]
-        rows, cols = np.nonzero(np.isfinite(cube).any(0))
+        if rows is None:
+            rows, cols = cells_with_data(scene, anchor)
         series = cube[:, rows, cols].T
         inside = np.ones(len(rows), bool)
         return cls.of_series(series, series, scene.regular.dates[:anchor], dates_fc, rows, cols, inside)
@@ -275,6 +277,24 @@ class PointModel:
         return q
 
 
+MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
+
+
+def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.nonzero(np.isfinite(scene.cube.displacement_mm[:anchor]).any(0))
+
+
+def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor) -> np.ndarray:
+    """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time."""
+    out = np.full_like(cells, np.nan)
+    rows, cols = cells_with_data(scene, anchor)
+    for i in range(0, len(rows), MAP_CHUNK_CELLS):
+        r, c = rows[i : i + MAP_CHUNK_CELLS], cols[i : i + MAP_CHUNK_CELLS]
+        grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
+        out[:, :, r, c] = widen(grid.quantiles(cells, shares), factor)
+    return out
+
+
 def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False):
     """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
 
@@ -286,8 +306,10 @@ def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_step
     dates = scene.regular.dates
     n_seen = min(len(dates) - cut, horizon_steps)
     dates_cal = dates[0] + (cut + np.arange(n_seen)) * step
-    if on_cells:
-        cal = PointModel.cells_at(scene, cut, dates_cal)
+    if on_cells:  # an even sample of the cells is plenty for a few shares per step
+        rows, cols = cells_with_data(scene, cut)
+        pick = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAP_CHUNK_CELLS)).astype(int))
+        cal = PointModel.cells_at(scene, cut, dates_cal, rows[pick], cols[pick])
         truth = scene.cube.displacement_mm[cut : cut + n_seen, cal.rows, cal.cols]
     else:
         cal = PointModel.at(scene, cut, dates_cal)
@@ -396,9 +418,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
     points = PointModel.at(scene, anchor, dates)
     points_q = widen(points.quantiles(cells, shares), factor)
-    grid = PointModel.cells_at(scene, anchor, dates)
-    cells_q = np.full_like(cells, np.nan)
-    cells_q[:, :, grid.rows, grid.cols] = widen(grid.quantiles(cells, cell_shares), cell_factor)
+    cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor)
     trained.log["point_shares"] = {
         name: shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
     }

@@ -225,6 +225,23 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
     assert np.sqrt(np.mean((fixed - truth)[ok] ** 2)) < 0.3 * np.sqrt(np.mean((raw - truth)[ok] ** 2))
 
 
+def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, monkeypatch):
+    import engine.pipeline as pipeline
+
+    scene = prepare(demo_config(demo_data_dir, tmp_path, dem=None, geology=None, soil=None))
+    T, h, w = scene.cube.displacement_mm.shape
+    H = 5
+    rng = np.random.default_rng(1)
+    cells = np.sort(rng.normal(0, 5, (3, H, h, w)).astype(np.float32), axis=0)
+    shares, factor = rng.uniform(0, 1, (6, H)), np.full(H, 1.3)
+    dates = scene.regular.dates[-1] + np.arange(1, H + 1) * np.timedelta64(6, "D")
+    whole = pipeline.calibrated_map(scene, T, dates, cells, shares, factor)
+    monkeypatch.setattr(pipeline, "MAP_CHUNK_CELLS", 37)
+    chunked = pipeline.calibrated_map(scene, T, dates, cells, shares, factor)
+    assert np.isfinite(whole).sum() > 0.5 * np.isfinite(scene.cube.displacement_mm).any(0).sum() * 3 * H
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
+
+
 def test_exceedance_matches_the_quantiles():
     level = np.zeros(3)
     q = np.stack([np.array([-20.0, -10, 0]), np.array([-10.0, 0, 5]), np.array([0.0, 10, 10])])
