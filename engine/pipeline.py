@@ -28,33 +28,13 @@ from .outputs import plot_backtest, write_band_stack, write_json, write_points_g
 from .points import PointSeries, read_points, regularize_time, reproject_points
 from .priors import Priors, build_priors
 from .progress import NullProgress, check_cancel, scaled
-from .train import STEP_DAYS, TrainedModel, TrainOptions, fit, forecast_area, make_area, window_level
+from .params import RunConfig
+from .train import STEP_DAYS, TrainedModel, fit, forecast_area, make_area, window_level
 
 ATTRIBUTION = "Contains modified Copernicus EGMS data"
 BACKTEST_HORIZONS_DAYS = (12, 90, 180, 365)
 DEFAULT_CRS = "EPSG:3035"  # the EGMS grid; geographic inputs are projected onto it
 Z90 = 1.6448536
-
-
-@dataclass
-class RunConfig:
-    points: str
-    out_dir: str
-    dem: str | None = None
-    geology: str | None = None
-    geology_field: str | None = None
-    soil: str | None = None
-    soil_field: str | None = None
-    aoi: str | None = None
-    cell_size_m: float = 100.0
-    horizon_days: int = 365
-    threshold_mm: float = -10.0
-    seed: int = 0
-    device: str = "auto"
-    epochs: int | None = None
-    holdout_days: int = 365
-    use_priors: bool = True  # off: the ablation without prior layers
-    init_from: str | None = None  # a model.safetensors from another area: few-shot fine-tuning
 
 
 @dataclass
@@ -82,16 +62,8 @@ class Forecast:
     trained: TrainedModel
 
 
-def check_config(config: RunConfig) -> None:
-    if not (1 <= config.horizon_days <= 3 * 365):
-        raise InputError(f"horizon of {config.horizon_days} days: choose between 1 and {3 * 365} days.")
-    if not (5 <= config.cell_size_m <= 5000):
-        raise InputError(f"cell size of {config.cell_size_m} m: choose between 5 and 5000 m.")
-    if config.device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device {config.device!r}: choose auto, cpu or cuda.")
-    for name in ("geology", "soil"):
-        if getattr(config, name) and not getattr(config, f"{name}_field"):
-            raise InputError(f"{getattr(config, name)}: give the {name} class field (--{name}-field).")
+def check_config(config: RunConfig, command: str = "forecast") -> None:
+    config.check(command)
 
 
 def prepare(
@@ -154,9 +126,6 @@ def prepare(
     return Scene(points, regular, cube, priors, aoi)
 
 
-FEW_SHOT_EPOCHS = 6
-
-
 def model_config(scene: Scene, horizon_steps: int, config: RunConfig) -> tuple[ModelConfig, dict | None]:
     """The architecture for this scene and, when fine-tuning, the starting weights."""
     fresh = ModelConfig(
@@ -174,15 +143,6 @@ def model_config(scene: Scene, horizon_steps: int, config: RunConfig) -> tuple[M
         )
     # nothing in the weights depends on the horizon or the area's size: only the window is new
     return replace(model.config, horizon_steps=horizon_steps), model.state_dict()
-
-
-def train_options(config: RunConfig) -> TrainOptions:
-    options = TrainOptions(seed=config.seed, device=config.device)
-    if config.init_from:
-        options.epochs = FEW_SHOT_EPOCHS
-    if config.epochs is not None:
-        options.epochs = max(1, int(config.epochs))
-    return options
 
 
 # the rows of PointModel.design, in order: three departures from the cell, then three pulls
@@ -397,7 +357,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     trained = fit(
         area,
         mconfig,
-        train_options(config),
+        config.train_options(),
         progress=scaled(progress, 0.0, 0.85),
         log=log,
         init_state=init_state,
@@ -566,7 +526,7 @@ def write_forecast(config: RunConfig, scene: Scene, fc: Forecast, timings: dict)
 
 def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
     """Hold out the last holdout_days, train on the rest, score MM-STT and the baselines at the points."""
-    check_config(config)
+    check_config(config, "backtest")
     progress = progress or NullProgress()
     full = read_points(
         config.points, aoi=read_aoi(config.aoi) if config.aoi else None, progress=scaled(progress, 0.0, 0.05)

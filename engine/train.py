@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .params import TrainOptions
 from .model import MMSTT, ModelConfig, grid_coords_m, pinball_loss, time_features
 from .progress import check_cancel
 
@@ -27,19 +28,6 @@ LOOKBACK_STEPS = 122  # two years of history for the per-window time-function ba
 MIN_HISTORY_STEPS = 61  # an origin needs a year of history
 N_CLASSES = 16  # geology/soil embedding rows; class codes beyond fold onto them
 TILE_OVERLAP = 4
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 24
-    steps_per_epoch: int = 20
-    batch_tiles: int = 16
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    patience: int = 5
-    variography_weight: float = 0.05
-    seed: int = 0
-    device: str = "auto"
 
 
 @dataclass
