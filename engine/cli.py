@@ -9,10 +9,12 @@ import time
 import traceback
 
 from .errors import Cancelled, InputError
+from .params import Parameter, RunConfig, parameter, parameters_for
+from .progress import format_duration, with_time_left
 
 
 class TerminalProgress:
-    """A one-line progress bar on stderr; silent when stderr is not a terminal except for stage changes."""
+    """A one-line progress bar on stderr; when stderr is not a terminal, one line per stage."""
 
     def __init__(self, stream=sys.stderr):
         self.stream, self.tty = stream, stream.isatty()
@@ -20,47 +22,59 @@ class TerminalProgress:
 
     def progress(self, fraction: float, message: str) -> None:
         fraction = min(max(fraction, 0.0), 1.0)
-        elapsed = time.perf_counter() - self.started
+        elapsed = format_duration(time.perf_counter() - self.started)
         if self.tty:
             bar = "#" * int(30 * fraction)
-            self.stream.write(f"\r[{bar:<30}] {100 * fraction:5.1f}% {elapsed:6.1f}s  {message[:60]:<60}")
+            self.stream.write(f"\r[{bar:<30}] {100 * fraction:5.1f}% {elapsed:>10}  {message[:80]:<80}")
             if fraction >= 1.0:
                 self.stream.write("\n")
             self.stream.flush()
         elif message.split(",")[0] != self.last_message:
-            self.stream.write(f"{100 * fraction:5.1f}% {elapsed:6.1f}s  {message}\n")
+            self.stream.write(f"{100 * fraction:5.1f}% {elapsed:>10}  {message}\n")
             self.last_message = message.split(",")[0]
 
     def should_cancel(self) -> bool:
         return False
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--points", required=True, help="EGMS .zip/.csv, or any point layer with date fields")
-    p.add_argument("--dem", help="elevation raster (any CRS and resolution)")
-    p.add_argument("--geology", help="geology polygons")
-    p.add_argument("--geology-field", help="class field of the geology polygons")
-    p.add_argument("--soil", help="soil polygons")
-    p.add_argument("--soil-field", help="class field of the soil polygons")
-    p.add_argument("--aoi", help="area of interest: polygon file, or WKT text (EPSG:xxxx;POLYGON(...))")
-    p.add_argument("--cell-size", type=float, default=100.0, help="grid cell size in metres (default 100)")
-    p.add_argument("--horizon-days", type=int, default=365, help="days to forecast (default 365)")
-    p.add_argument(
-        "--threshold-mm",
-        type=float,
-        default=-10.0,
-        help="exceedance threshold in mm since the last observation (default -10: subsidence)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the built-in budget)")
-    p.add_argument("--no-priors", action="store_true", help="ignore the prior layers (ablation)")
-    p.add_argument(
-        "--init-from",
-        help="model.safetensors of an earlier forecast: fine-tune it on this area "
-        "(few-shot) instead of training from scratch",
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--out", required=True, help="output folder")
+TYPES = {"int": int, "float": float}
+
+
+def _number(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _range(p: Parameter) -> str:
+    return f"{_number(p.minimum)} to {_number(p.maximum)}{' ' + p.unit if p.unit else ''}"
+
+
+def _help(p: Parameter) -> str:
+    unit = f" {p.unit}" if p.unit else ""
+    notes = []
+    if p.minimum is not None and p.maximum is not None:
+        notes.append(_range(p))
+    if p.kind == "field" and p.parent:
+        notes.append(f"needs {parameter(p.parent).cli_flag}")
+    if p.default is not None and p.kind != "bool":
+        number = isinstance(p.default, (int, float))
+        notes.append(f"default {_number(p.default)}{unit}" if number else f"default {p.default}")
+    return p.help + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def add_run_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The options of `command`, built from PARAMETERS: flag, type, choices, default, range."""
+    for spec in parameters_for(command, "cli"):
+        kwargs = {"dest": spec.name, "help": _help(spec), "default": spec.default}
+        if spec.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = TYPES.get(spec.kind, str)
+            if spec.choices:
+                kwargs["choices"] = spec.choices
+            else:
+                kwargs["metavar"] = (spec.unit or spec.cli_flag[2:]).upper().replace("-", "_")
+            kwargs["required"] = not spec.optional and spec.default is None
+        p.add_argument(spec.cli_flag, **kwargs)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,37 +87,36 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--size-km", type=float, default=8.0)
-    _run_options(sub.add_parser("forecast", help="train on the area's history and forecast"))
-    backtest = sub.add_parser("backtest", help="hold out the last days and score against the baselines")
-    _run_options(backtest)
-    backtest.add_argument("--holdout-days", type=int, default=365)
+    add_run_options(sub.add_parser("forecast", help="train on the area's history and forecast"), "forecast")
+    add_run_options(sub.add_parser("backtest", help="hold out the last days and score against the baselines"),
+                    "backtest")
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return root
 
 
-def _config(args):
-    from .pipeline import RunConfig
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a parsed forecast or backtest command line, checked against PARAMETERS.
 
-    return RunConfig(
-        points=args.points,
-        out_dir=args.out,
-        dem=args.dem,
-        geology=args.geology,
-        geology_field=args.geology_field,
-        soil=args.soil,
-        soil_field=args.soil_field,
-        aoi=args.aoi,
-        cell_size_m=args.cell_size,
-        horizon_days=args.horizon_days,
-        threshold_mm=args.threshold_mm,
-        seed=args.seed,
-        device=args.device,
-        epochs=args.epochs,
-        holdout_days=getattr(args, "holdout_days", 365),
-        use_priors=not args.no_priors,
-        init_from=args.init_from,
-    )
+    A value out of range is an InputError that names the flag, as the terminal's user typed it.
+    """
+    values = {}
+    for spec in parameters_for(args.command, "cli"):
+        value = getattr(args, spec.name)
+        try:
+            spec.check(value)
+        except InputError:
+            if spec.minimum is None or spec.maximum is None:
+                raise
+            raise InputError(f"{spec.cli_flag} {value}: choose {_range(spec)}.") from None
+        values[spec.name] = value
+    config = RunConfig.from_values(values)
+    config.check(args.command)
+    return config
+
+
+def _log(message) -> None:
+    print(message, file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -116,17 +129,17 @@ def main(argv=None) -> int:
             written = make_demo(args.out, seed=args.seed, size_km=args.size_km, progress=progress)
             print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
         elif args.command == "forecast":
-            from .pipeline import run_forecast
+            from .run import run_forecast
 
-            summary = run_forecast(_config(args), progress, log=lambda m: print(m, file=sys.stderr))
+            summary = run_forecast(run_config(args), with_time_left(progress), log=_log)
             print(
-                f"forecast written to {args.out} (learned correlation range "
+                f"forecast written to {args.out_dir} (learned correlation range "
                 f"{summary['variogram_range_m']:.0f} m, device {summary['device']})"
             )
         else:
-            from .pipeline import run_backtest
+            from .run import run_backtest
 
-            metrics = run_backtest(_config(args), progress, log=lambda m: print(m, file=sys.stderr))
+            metrics = run_backtest(run_config(args), with_time_left(progress), log=_log)
             print(skill_table(metrics))
         return 0
     except (InputError, Cancelled) as exc:

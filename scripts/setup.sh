@@ -73,12 +73,26 @@ say "installing pip requirements"
 # The constraints keep numpy < 2: numpy 2 breaks Debian's GDAL bindings and QGIS Processing.
 "$PY" -m pip install --quiet -c constraints.txt -r requirements-dev.txt
 
+# Debian's pyproj finds PROJ's data under sys.prefix, which in a venv is the venv, not /usr:
+# without this link every run warns "Valid PROJ data directory not found". Same proj.db as QGIS.
+BASE_PREFIX="$("$PY" -c 'import sys; print(sys.base_prefix)')"
+if [[ -f "$BASE_PREFIX/share/proj/proj.db" && ! -e "$VENV/share/proj" ]]; then
+    mkdir -p "$VENV/share"
+    ln -s "$BASE_PREFIX/share/proj" "$VENV/share/proj"
+fi
+
 # --- 4. verify ---------------------------------------------------------------------------
 say "checking imports"
 QT_QPA_PLATFORM=offscreen "$PY" - <<'EOF' || die "import check failed (see above)"
 import sys
 
+import warnings
+
 import numpy
+
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # "Valid PROJ data directory not found": the link above is missing
+    import pyproj  # noqa: F401
 from osgeo import gdal_array  # noqa: F401  (fails if numpy does not match GDAL's build)
 import qgis.core  # noqa: F401
 import rasterio  # noqa: F401
