@@ -30,17 +30,21 @@ import torch  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
 from bench.models import STAEformer, STGCN, ConvLSTM, DLinear, scaled_laplacian  # noqa: E402
-from bench.score import held_out, on_epochs, score  # noqa: E402
-from engine import pipeline  # noqa: E402
 from engine.aoi import read_aoi  # noqa: E402
 from engine.baselines import persistence, timefn_fit  # noqa: E402
 from engine.demo import make_demo  # noqa: E402
 from engine.model import ModelConfig  # noqa: E402
-from engine.pipeline import (BACKTEST_HORIZONS_DAYS, PointModel, RunConfig, calibrate_points,  # noqa: E402
-                             forecast_scene, prepare, score_backtest)
+from engine.baselines import origin_level  # noqa: E402
+from engine.calibrate import PointModel, calibrate_points  # noqa: E402
+from engine.definitions import STEP_DAYS  # noqa: E402
+from engine.evaluate import BACKTEST_HORIZONS_DAYS, held_out, on_epochs, score  # noqa: E402
+from engine.params import RunConfig, TrainOptions  # noqa: E402
+from engine.prepare import prepare  # noqa: E402
+from engine.run import forecast_scene  # noqa: E402
+from engine.sample import forecast_area  # noqa: E402
 from engine.points import read_points  # noqa: E402
-from engine.train import (MIN_HISTORY_STEPS, STEP_DAYS, TrainOptions, area_scale_mm, forecast_area,  # noqa: E402
-                          make_area, occupied_tiles, split_anchors, window_level)
+from engine.windows import (MIN_HISTORY_STEPS, area_scale_mm, forecast_dates, make_area,  # noqa: E402
+                            occupied_tiles, split_anchors)
 
 MODELS = ("mmstt", "mmstt_no_priors", "persistence", "timefn", "mapped_baselines", "convlstm", "stgcn",
           "staeformer", "dlinear")
@@ -64,17 +68,6 @@ def budget_from(args) -> Budget:
     epochs, steps = (2, 10) if args.quick else (engine.epochs, engine.steps_per_epoch)
     return Budget(args.epochs or epochs, args.steps or steps, engine.batch_tiles, engine.patience,
                   engine.learning_rate, engine.weight_decay, args.seed)
-
-
-@contextmanager
-def engine_steps(steps: int):
-    """RunConfig sets MM-STT's epochs but not its steps per epoch; swap them in for the bench run."""
-    original = pipeline.train_options
-    pipeline.train_options = lambda config: replace(original(config), steps_per_epoch=steps)
-    try:
-        yield
-    finally:
-        pipeline.train_options = original
 
 
 @contextmanager
@@ -141,7 +134,7 @@ class Setup:
 
 def make_setup(scene, horizon_steps: int) -> Setup:
     mc = ModelConfig(horizon_steps=horizon_steps)
-    area = make_area(scene.cube, scene.priors, mc.tile_cells)
+    area = make_area(scene.cube, scene.priors, mc)
     rows, cols = np.nonzero(np.isfinite(area.displacement_mm).any(0))
     x, y = scene.cube.grid.cell_centers()
     xy = np.stack([x[cols], y[rows]], 1)
@@ -156,7 +149,7 @@ def make_setup(scene, horizon_steps: int) -> Setup:
 def windows(views: list, anchors, L: int, H: int, scale: float):
     """Context [B, L, *space] and target [B, H, *space] relative to the origin level, in model units.
 
-    The level is MM-STT's (window_level of the last MIN_HISTORY_STEPS epochs); NaN where unobserved.
+    The level is MM-STT's (origin_level of the last MIN_HISTORY_STEPS epochs); NaN where unobserved.
     """
     Lb = max(MIN_HISTORY_STEPS, L)
     B, space = len(views), views[0].shape[1:]
@@ -166,7 +159,7 @@ def windows(views: list, anchors, L: int, H: int, scale: float):
         lo, hi = max(a - Lb, 0), min(a + H, len(x))
         look[i, Lb - (a - lo):] = x[lo:a]
         goal[i, :hi - a] = x[a:hi]
-    level = window_level(look[:, -MIN_HISTORY_STEPS:].reshape(B, MIN_HISTORY_STEPS, -1, 1))
+    level = origin_level(look[:, -MIN_HISTORY_STEPS:].reshape(B, MIN_HISTORY_STEPS, -1, 1), axis=1)
     level = level.reshape((B,) + space)
     return (look[:, -L:] - level[:, None]) / scale, (goal - level[:, None]) / scale, level
 
@@ -278,16 +271,16 @@ def as_q(cells: np.ndarray) -> np.ndarray:
 
 
 def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
-    """Median cell increments -> forecasts at the points, exactly as engine.pipeline.forecast_scene maps
-    MM-STT's (engine.pipeline.calibrate_points + PointModel).
+    """Median cell increments -> forecasts at the points, with the engine's own mapping
+    (engine.calibrate.calibrate_points + PointModel), as engine.run.forecast_scene maps MM-STT's.
 
     cal_cells [H, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
     forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
     """
-    dates, step = scene.cube.dates, np.timedelta64(STEP_DAYS, "D")
+    dates = scene.cube.dates
     T, H = len(dates), len(cells)
     shares, _ = calibrate_points(scene, cut, as_q(cal_cells), H)
-    dates_fc = dates[0] + (T + np.arange(H)) * step
+    dates_fc = forecast_dates(dates, T, H)
     points = PointModel.at(scene, T, dates_fc)
     return dates_fc, points.quantiles(as_q(cells), shares)[1], plain_points(points, cells)
 
@@ -308,35 +301,11 @@ def plain_points(points: PointModel, cells: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- one dataset, every model
 
 def run_mmstt(scene, config: RunConfig, budget: Budget, holdout_days: int):
-    with engine_steps(budget.steps):
-        fc = forecast_scene(scene, replace(config, epochs=budget.epochs, seed=budget.seed), holdout_days,
-                            log=lambda *a: None)
+    training = replace(config.training, steps_per_epoch=budget.steps)
+    fc = forecast_scene(scene, replace(config, epochs=budget.epochs, seed=budget.seed, training=training),
+                        holdout_days, log=lambda *a: None)
     n_params = sum(p.numel() for p in fc.trained.model.parameters())
     return fc, n_params, float(fc.trained.log["seconds"]), {"epochs_run": fc.trained.log["epochs_run"]}
-
-
-def check_against_engine(full, scene, fc, config, s: Setup, truth, dates_future):
-    """Our scoring and point mapping must reproduce the engine's own backtest for MM-STT and its baselines."""
-    if fc.trained.log["validation_index"] != s.cut:
-        raise AssertionError("bench validation split differs from MM-STT's")
-    engine_metrics, _ = score_backtest(full, scene, fc, config)
-    horizons = engine_metrics["horizons_days"]
-    train = scene.points
-    preds = {"mmstt": on_epochs(fc.dates, fc.points_mm[1], dates_future),
-             "persistence": np.broadcast_to(persistence(train.displacement_mm, train.valid), truth.shape),
-             "timefn": timefn_fit(train.dates, train.displacement_mm, train.valid).predict(dates_future).T}
-    for name, pred in preds.items():   # one model at a time: the engine scores each on its own cases
-        ours = score(truth, {name: pred}, dates_future, train.dates[-1], horizons, np.zeros(len(train.ids)),
-                     1.0)["models"][name]
-        for key in ("rmse_mm", "mae_mm", "r2"):
-            if not np.allclose(ours[key], engine_metrics["models"][name][key], equal_nan=True):
-                raise AssertionError(f"bench scoring differs from engine.score_backtest: {name} {key}")
-    area = make_area(scene.cube, scene.priors, s.tile)
-    cal, _ = forecast_area(fc.trained, area.until(s.cut))
-    end, _ = forecast_area(fc.trained, area)
-    _, mapped, _ = to_points(scene, s.cut, cal[1], end[1])
-    if not np.allclose(mapped, fc.points_mm[1], equal_nan=True, atol=1e-3):
-        raise AssertionError("bench to_points differs from forecast_scene's point mapping")
 
 
 def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int, models, truth_npz=None,
@@ -365,11 +334,10 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 fc, n_params, seconds, info = run_mmstt(sc, cfg, budget, holdout_days)
                 preds[model_name] = on_epochs(fc.dates, fc.points_mm[1], dates_future)
                 # the network's own cells, before the engine calibrates the maps as it does the points
-                increments, _ = forecast_area(fc.trained, make_area(sc.cube, sc.priors, s.tile))
+                area = make_area(sc.cube, sc.priors, fc.trained.model.config)
+                increments, _ = forecast_area(fc.trained, area)
                 cell_only = plain_points(PointModel.at(sc, len(sc.cube.dates), fc.dates), increments[1])
                 plain[model_name] = on_epochs(fc.dates, cell_only, dates_future)
-                if model_name == "mmstt":
-                    check_against_engine(full, scene, fc, config, s, truth, dates_future)
             elif model_name == "persistence":
                 t0 = time.perf_counter()
                 last = persistence(train_pts.displacement_mm, train_pts.valid)

@@ -26,9 +26,14 @@ if __package__ in (None, ""):  # run as a script from the repository root
 
 from engine.aoi import read_aoi  # noqa: E402
 from engine.baselines import timefn_fit  # noqa: E402
-from engine.pipeline import BACKTEST_HORIZONS_DAYS, RunConfig, forecast_scene, prepare  # noqa: E402
+from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
+from engine.params import RunConfig  # noqa: E402
+from engine.prepare import prepare  # noqa: E402
+from engine.run import forecast_scene  # noqa: E402
 from engine.points import read_points  # noqa: E402
-from engine.train import STEP_DAYS, forecast_area, make_area  # noqa: E402
+from engine.definitions import STEP_DAYS  # noqa: E402
+from engine.sample import forecast_area  # noqa: E402
+from engine.windows import make_area  # noqa: E402
 
 
 def map_scores(config: RunConfig, holdout_days: int) -> dict:
@@ -37,7 +42,7 @@ def map_scores(config: RunConfig, holdout_days: int) -> dict:
     observed = prepare(config, points=full).cube.displacement_mm  # same grid, every epoch
     fc = forecast_scene(scene, config, holdout_days, log=lambda *a: None)
     T, h, w = scene.cube.displacement_mm.shape
-    area = make_area(scene.cube, scene.priors, fc.trained.model.config.tile_cells)
+    area = make_area(scene.cube, scene.priors, fc.trained.model.config)
     raw, level = forecast_area(fc.trained, area)
     hist = scene.cube.displacement_mm.reshape(T, -1).T
     fit = timefn_fit(scene.regular.dates[:T], hist, np.isfinite(hist))

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script from the repository root
 
 from engine.baselines import persistence, timefn_fit  # noqa: E402
 from engine.metrics import nearest_epoch_index, rmse  # noqa: E402
-from engine.pipeline import BACKTEST_HORIZONS_DAYS  # noqa: E402
+from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
 from engine.points import read_points  # noqa: E402
 
 

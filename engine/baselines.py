@@ -27,17 +27,30 @@ def _usable(obs_mm, valid):
     return obs, mask & np.isfinite(obs)
 
 
-def persistence(obs_mm, valid, n_last: int = 1) -> np.ndarray:
-    """[N] level: the last valid value, or the mean of the last `n_last` valid values; NaN without any."""
+LEVEL_STEPS = 5  # the forecast origin's level: mean of the last five valid epochs (30 days on the 6-day axis)
+
+
+def origin_level(values: np.ndarray, axis: int = -1, n_last: int = LEVEL_STEPS) -> np.ndarray:
+    """The mean of the last `n_last` finite values along `axis` (NaN = missing); NaN where there is none.
+
+    One definition of the level a forecast starts from, for points [N, T] and for tiles [B, L, S, S].
+    """
     if n_last < 1:
         raise ValueError(f"n_last must be at least 1, got {n_last}")
-    obs, mask = _usable(obs_mm, valid)
-    valid_from_here_to_end = np.cumsum(mask[:, ::-1], axis=1)[:, ::-1]
+    values = np.moveaxis(np.asarray(values), axis, -1)
+    mask = np.isfinite(values)
+    valid_from_here_to_end = np.cumsum(mask[..., ::-1], axis=-1)[..., ::-1]
     take = mask & (valid_from_here_to_end <= n_last)
-    count = take.sum(axis=1)
-    total = np.where(take, obs, 0.0).sum(axis=1, dtype=np.float64)
+    count = take.sum(axis=-1)
+    total = np.where(take, values, 0.0).sum(axis=-1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total / count).astype(np.float32)
+
+
+def persistence(obs_mm, valid, n_last: int = 1) -> np.ndarray:
+    """[N] level: the last valid value, or the mean of the last `n_last` valid values; NaN without any."""
+    obs, mask = _usable(obs_mm, valid)
+    return origin_level(np.where(mask, obs, np.nan), axis=1, n_last=n_last)
 
 
 def persistence_forecast(level, n_steps: int) -> np.ndarray:
@@ -80,6 +93,11 @@ class TimeFunction:
         """[len(dates), K] float64 design matrix."""
         dates = np.asarray(dates, dtype="datetime64[D]")
         t = (dates - np.datetime64(reference_date, "D")).astype(np.float64) / DAYS_PER_YEAR
+        steps = [(dates >= step).astype(np.float64) for step in self.steps]
+        return self.design_years(t, steps)
+
+    def design_years(self, t: np.ndarray, steps=()) -> np.ndarray:
+        """[len(t), K] design matrix at times t in years; `steps` are the Heaviside columns, if any."""
         columns = [np.ones_like(t), t]
         if self.acceleration:
             columns.append(0.5 * t * t)
@@ -87,8 +105,7 @@ class TimeFunction:
             columns += [np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)]
         if self.semiannual:
             columns += [np.sin(4 * np.pi * t), np.cos(4 * np.pi * t)]
-        columns += [(dates >= step).astype(np.float64) for step in self.steps]
-        return np.stack(columns, axis=1)
+        return np.stack(columns + list(steps), axis=1)
 
 
 @dataclass

@@ -11,7 +11,7 @@ carries an additive bias from a learnable covariance kernel of the metric distan
 tokens' patches. Nothing depends on the number of cells: positions are functions of metres, so
 a model trained on one area runs on any other tile size that is a multiple of p.
 
-Tensor contract of `MMSTT.forward(batch)` (float32 unless said; all values normalised by the
+Tensor contract of `MMSTT.forward(batch: Batch)` (float32 unless said; all values normalised by the
 caller; B tiles, S = tile side in cells (any multiple of patch_cells), L = context steps (any
 multiple of time_patch), H = horizon steps (any), F = N_TIME_FEATURES, C = n_prior_continuous,
 K = n_baselines):
@@ -31,7 +31,8 @@ detrended fields [B, S*S] so the kernel range is identified; optimise model.para
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,9 @@ class ModelConfig:
         q = self.quantiles
         if not (q and list(q) == sorted(set(q)) and 0 < q[0] and q[-1] < 1):
             raise ValueError(f"quantiles must be increasing in (0, 1), got {q}")
+        if len(q) != 3 or q[1] != 0.5 or not math.isclose(q[0], 1 - q[2]):
+            # calibration, exceedance and the maps read a band around the median: (lo, 0.5, 1 - lo)
+            raise ValueError(f"quantiles must be (lo, 0.5, 1 - lo), got {q}")
         if self.tile_cells % self.patch_cells or self.context_steps % self.time_patch:
             raise ValueError("tile_cells and context_steps must be multiples of patch_cells and time_patch")
         if self.n_baselines < 1:
@@ -75,6 +79,23 @@ class ModelConfig:
             raise ValueError("d_model must be a multiple of n_heads")
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+
+
+@dataclass
+class Batch:
+    """MM-STT's inputs for B tiles, as in the tensor contract above: numpy arrays as
+    engine.windows makes them, tensors after `.to(device)`."""
+
+    history: Any  # [B, L, S, S]
+    history_mask: Any  # [B, L, S, S] bool
+    time_features: Any  # [B, L + H, F]
+    priors: Any  # [B, C, S, S]
+    geology: Any  # [B, S, S] int64
+    soil: Any  # [B, S, S] int64
+    baselines: Any  # [B, K, H, S, S]
+
+    def to(self, device) -> Batch:
+        return Batch(**{f.name: torch.as_tensor(getattr(self, f.name)).to(device) for f in fields(self)})
 
 
 def time_features(dates: np.ndarray) -> np.ndarray:
@@ -254,12 +275,12 @@ class MMSTT(nn.Module):
         return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         c = self.config
         p, tp, Q, K = c.patch_cells, c.time_patch, len(c.quantiles), c.n_baselines
-        hist = batch["history"]
+        hist = batch.history
         B, L, S, _ = hist.shape
-        H = batch["baselines"].shape[2]
+        H = batch.baselines.shape[2]
         if S % p or L % tp:
             raise ValueError(f"tile side {S} and context {L} must be multiples of {p} and {tp}")
         P, Lc, Hc = (S // p) ** 2, L // tp, -(-H // tp)
@@ -271,15 +292,15 @@ class MMSTT(nn.Module):
         space = self.pos_in(fourier(pos, 8, 2 * unit, 64 * unit).flatten(1))     # [P, d]
         lag = torch.arange(-Lc, Hc, dtype=hist.dtype, device=hist.device)
         chunk = self.lag_in(fourier(lag, 8, 2.0, 256.0))                         # [Lc+Hc, d]
-        tf = F.pad(batch["time_features"], (0, 0, 0, pad), value=float("nan"))
+        tf = F.pad(batch.time_features, (0, 0, 0, pad), value=float("nan"))
         chunk = chunk + self.time_in(tf.view(B, Lc + Hc, tp, -1).nanmean(2))     # [B, Lc+Hc, d]
         chunk = chunk[:, :, None] + space                                        # [B, Lc+Hc, P, d]
 
-        values = torch.stack([hist, batch["history_mask"].to(hist.dtype)], 2)
+        values = torch.stack([hist, batch.history_mask.to(hist.dtype)], 2)
         x_hist = self.hist_in(patchify(values, tp, p)).view(B, Lc, P, -1) + chunk[:, :Lc] + self.kind[0]
-        cats = self.geology(batch["geology"]) + self.soil(batch["soil"])        # [B, S, S, d]
+        cats = self.geology(batch.geology) + self.soil(batch.soil)        # [B, S, S, d]
         cats = F.avg_pool2d(cats.permute(0, 3, 1, 2), p).flatten(2).transpose(1, 2)
-        x_prior = self.prior_in(patchify(batch["priors"][:, None], 1, p)) + cats + space + self.kind[1]
+        x_prior = self.prior_in(patchify(batch.priors[:, None], 1, p)) + cats + space + self.kind[1]
         x_query = chunk[:, Lc:] + self.kind[2]
         x = torch.cat([x_hist.flatten(1, 2), x_prior, x_query.flatten(1, 2)], 1)
 
@@ -288,7 +309,7 @@ class MMSTT(nn.Module):
             x = block(x, bias)
         out = self.ln_f(x[:, -Hc * P:])                                          # [B, Hc*P, d]
 
-        base = F.pad(batch["baselines"].transpose(1, 2), (0, 0, 0, 0, 0, 0, 0, pad))  # [B, Hc*tp, K, S, S]
+        base = F.pad(batch.baselines.transpose(1, 2), (0, 0, 0, 0, 0, 0, 0, pad))  # [B, Hc*tp, K, S, S]
         base = patchify(base, tp, p).view(B, Hc * P, K, -1)
         base = (self.mix(out)[..., None] * base).sum(2)                         # [B, Hc*P, tp*p*p]
         raw = self.head(out).view(B, Hc * P, Q, -1)

@@ -63,7 +63,8 @@ class Parameter:
                 raise InputError(f"{self.label}: a value is needed.")
             return
         if self.kind == "choice" and value not in self.choices:
-            raise InputError(f"{self.label} {value!r}: choose {', '.join(self.choices[:-1])} or {self.choices[-1]}.")
+            options = f"{', '.join(self.choices[:-1])} or {self.choices[-1]}"
+            raise InputError(f"{self.label} {value!r}: choose {options}.")
         if self.kind in ("int", "float"):
             try:
                 number = float(value)
@@ -97,7 +98,8 @@ PARAMETERS: list[Parameter] = [
               unit="m", minimum=5.0, maximum=5000.0, optional=False, flag="--cell-size",
               processing_name="CELL_SIZE"),
     Parameter("horizon_days", "int", "Forecast horizon", "how far ahead to forecast", default=365,
-              unit="days", minimum=1, maximum=MAX_HORIZON_DAYS, optional=False, commands=frozenset({"forecast"})),
+              unit="days", minimum=1, maximum=MAX_HORIZON_DAYS, optional=False,
+              commands=frozenset({"forecast"})),
     Parameter("holdout_days", "int", "Held-out period", "the last days kept back and scored", default=365,
               unit="days", minimum=6, maximum=MAX_HORIZON_DAYS, optional=False,
               commands=frozenset({"backtest"})),

@@ -74,7 +74,7 @@ def test_noise_floor_measures_the_noise_it_was_given(tmp_path):
 
 def test_maps_are_scored_against_the_held_out_cells(demo_data_dir):
     from bench.maps import map_scores
-    from engine.pipeline import RunConfig
+    from engine.params import RunConfig
 
     config = RunConfig(points=str(demo_data_dir / "EGMS_L2b_demo_2020_2024.csv"), out_dir="", epochs=1,
                        device="cpu")

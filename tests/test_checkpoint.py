@@ -9,7 +9,7 @@ import torch
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import InputError
-from engine.model import MMSTT, ModelConfig, time_features
+from engine.model import MMSTT, Batch, ModelConfig, time_features
 
 torch.set_num_threads(1)
 
@@ -20,17 +20,17 @@ def small_model() -> MMSTT:
                              n_layers=1, quantiles=(0.1, 0.5, 0.9), kernel="matern32", initial_range_m=700.0))
 
 
-def batch_for(config: ModelConfig) -> dict:
+def batch_for(config: ModelConfig) -> Batch:
     g = torch.Generator().manual_seed(1)
     S, L, H, B = 8, config.context_steps, config.horizon_steps, 2
     dates = np.datetime64("2018-05-03") + 6 * np.arange(L + H)
-    return {"history": torch.randn(B, L, S, S, generator=g),
-            "history_mask": torch.ones(B, L, S, S, dtype=torch.bool),
-            "time_features": torch.from_numpy(time_features(dates))[None].repeat(B, 1, 1),
-            "priors": torch.randn(B, config.n_prior_continuous, S, S, generator=g),
-            "geology": torch.randint(0, 16, (B, S, S), generator=g),
-            "soil": torch.randint(0, 16, (B, S, S), generator=g),
-            "baselines": torch.randn(B, config.n_baselines, H, S, S, generator=g)}
+    return Batch(history=torch.randn(B, L, S, S, generator=g),
+                 history_mask=torch.ones(B, L, S, S, dtype=torch.bool),
+                 time_features=torch.from_numpy(time_features(dates))[None].repeat(B, 1, 1),
+                 priors=torch.randn(B, config.n_prior_continuous, S, S, generator=g),
+                 geology=torch.randint(0, 16, (B, S, S), generator=g),
+                 soil=torch.randint(0, 16, (B, S, S), generator=g),
+                 baselines=torch.randn(B, config.n_baselines, H, S, S, generator=g))
 
 
 META = {"normalisation": {"scale_mm": 4.2}, "grid": {"crs": "EPSG:3035", "cell_size_m": 100.0},

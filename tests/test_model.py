@@ -1,6 +1,7 @@
 """MM-STT model: tensor contract, determinism, inductiveness, learning, deep variography."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from engine.model import (
+    Batch,
     N_TIME_FEATURES, MMSTT, CovarianceBias, ModelConfig, grid_coords_m, patchify, pinball_loss,
     time_features, unpatchify,
 )
@@ -25,15 +27,15 @@ def make_batch(config: ModelConfig, B=3, S=None, L=None, H=None, seed=0):
     S, L, H = S or config.tile_cells, L or config.context_steps, H or config.horizon_steps
     dates = np.datetime64("2019-03-01") + 6 * np.arange(L + H)
     mask = torch.rand(B, L, S, S, generator=g) > 0.2
-    return {
-        "history": torch.randn(B, L, S, S, generator=g) * mask,
-        "history_mask": mask,
-        "time_features": torch.from_numpy(time_features(dates))[None].repeat(B, 1, 1),
-        "priors": torch.randn(B, config.n_prior_continuous, S, S, generator=g),
-        "geology": torch.randint(0, config.n_geology_classes, (B, S, S), generator=g),
-        "soil": torch.randint(0, config.n_soil_classes, (B, S, S), generator=g),
-        "baselines": torch.randn(B, config.n_baselines, H, S, S, generator=g),
-    }
+    return Batch(
+        history=torch.randn(B, L, S, S, generator=g) * mask,
+        history_mask=mask,
+        time_features=torch.from_numpy(time_features(dates))[None].repeat(B, 1, 1),
+        priors=torch.randn(B, config.n_prior_continuous, S, S, generator=g),
+        geology=torch.randint(0, config.n_geology_classes, (B, S, S), generator=g),
+        soil=torch.randint(0, config.n_soil_classes, (B, S, S), generator=g),
+        baselines=torch.randn(B, config.n_baselines, H, S, S, generator=g),
+    )
 
 
 def tiny_model(seed=0, **overrides):
@@ -71,7 +73,7 @@ def test_forward_shapes_dtype_and_monotone_quantiles():
 def test_head_adds_a_learned_mix_of_baselines():
     model = tiny_model().eval()
     batch = make_batch(model.config)
-    shifted = dict(batch, baselines=batch["baselines"] + 2.5)
+    shifted = dataclasses.replace(batch, baselines=batch.baselines + 2.5)
     with torch.no_grad():
         # the mix starts at zero (persistence): the baselines do not move the forecast yet
         torch.testing.assert_close(model(shifted), model(batch))

@@ -9,19 +9,10 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.pipeline import (
-    PointModel,
-    RunConfig,
-    calibrate_points,
-    exceedance_probability,
-    fit_shares,
-    forecast_scene,
-    interval_scale,
-    prepare,
-    run_backtest,
-    run_forecast,
-    widen,
-)
+from engine.calibrate import PointModel, calibrate_points, exceedance_probability, fit_shares, interval_scale, widen
+from engine.params import RunConfig
+from engine.prepare import prepare
+from engine.run import forecast_scene, run_backtest, run_forecast
 
 METRIC_KEYS = {
     "horizons_days",
@@ -226,7 +217,7 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
 
 
 def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, monkeypatch):
-    import engine.pipeline as pipeline
+    import engine.calibrate as calibrate
 
     scene = prepare(demo_config(demo_data_dir, tmp_path, dem=None, geology=None, soil=None))
     T, h, w = scene.cube.displacement_mm.shape
@@ -235,9 +226,9 @@ def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, mo
     cells = np.sort(rng.normal(0, 5, (3, H, h, w)).astype(np.float32), axis=0)
     shares, factor = rng.uniform(0, 1, (6, H)), np.full(H, 1.3)
     dates = scene.regular.dates[-1] + np.arange(1, H + 1) * np.timedelta64(6, "D")
-    whole = pipeline.calibrated_map(scene, T, dates, cells, shares, factor)
-    monkeypatch.setattr(pipeline, "MAP_CHUNK_CELLS", 37)
-    chunked = pipeline.calibrated_map(scene, T, dates, cells, shares, factor)
+    whole = calibrate.calibrated_map(scene, T, dates, cells, shares, factor)
+    monkeypatch.setattr(calibrate, "MAP_CHUNK_CELLS", 37)
+    chunked = calibrate.calibrated_map(scene, T, dates, cells, shares, factor)
     assert np.isfinite(whole).sum() > 0.5 * np.isfinite(scene.cube.displacement_mm).any(0).sum() * 3 * H
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
 

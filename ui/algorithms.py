@@ -280,7 +280,7 @@ class _ModelAlgorithm(GroundCastAlgorithm):
                 **self._prior_inputs(parameters, context)}
 
     def run_config(self, inputs, parameters, context):
-        from ..engine.pipeline import RunConfig
+        from ..engine.params import RunConfig
 
         return RunConfig(
             points=inputs["points"],
@@ -318,7 +318,7 @@ class ForecastAlgorithm(_ModelAlgorithm):
         self.addOutput(QgsProcessingOutputFile("SUMMARY", tr("Run summary (JSON)")))
 
     def run_engine(self, inputs, parameters, context, progress, feedback):
-        from ..engine.pipeline import run_forecast
+        from ..engine.run import run_forecast
 
         config = self.run_config(inputs, parameters, context)
         run_forecast(config, progress, log=feedback.pushInfo)
@@ -358,7 +358,7 @@ class BacktestAlgorithm(_ModelAlgorithm):
         self.addOutput(QgsProcessingOutputFile("PLOT", tr("Backtest chart (PNG)")))
 
     def run_engine(self, inputs, parameters, context, progress, feedback):
-        from ..engine.pipeline import run_backtest
+        from ..engine.run import run_backtest
 
         config = self.run_config(inputs, parameters, context)
         metrics = run_backtest(config, progress, log=feedback.pushInfo)

@@ -13,16 +13,41 @@ KINDS = ("forecast", "backtest")
 
 def engine_function(kind: str):
     """run_forecast or run_backtest, imported only now: torch loads in the worker, not at startup."""
-    from ..engine import pipeline
+    from ..engine import run
 
-    return {"forecast": pipeline.run_forecast, "backtest": pipeline.run_backtest}[kind]
+    return {"forecast": run.run_forecast, "backtest": run.run_backtest}[kind]
 
 
 def build_config(**params):
     """An engine RunConfig from keyword parameters (the names of RunConfig's fields)."""
-    from ..engine.pipeline import RunConfig
+    from ..engine.params import RunConfig
 
-    return RunConfig(**params)
+    return RunConfig.from_values(params)
+
+
+def user_words(message: str) -> str:
+    """An engine sentence for a form's reader: a command-line flag becomes the setting's label."""
+    from ..engine.params import PARAMETERS
+
+    flags = {p.cli_flag: p.label for p in PARAMETERS}
+    flags.update({"--no-" + p.cli_flag[2:]: p.label for p in PARAMETERS if p.kind == "bool"})
+    for flag in sorted(flags, key=len, reverse=True):  # --geology-field before --geology
+        message = message.replace(flag, f"\u201c{flags[flag]}\u201d")
+    return message
+
+
+def run_engine(command: str, config, progress=None, log=None) -> dict:
+    """The one way the dock's task and Processing run the engine.
+
+    Checks `config` against PARAMETERS, then runs the forecast or backtest with the time left
+    added to the progress messages. Returns the summary (forecast) or the metrics (backtest).
+    Raises the engine's InputError / Cancelled; callers turn them into their own messages.
+    """
+    from ..engine.progress import with_time_left
+
+    config.check(command)
+    result = engine_function(command)(config, with_time_left(progress), log=log or _log_to_qgis)
+    return result if isinstance(result, dict) else {"result": result}
 
 
 def _engine_errors():
@@ -66,7 +91,7 @@ class _TaskProgress:
 
 
 class EngineTask(QgsTask):
-    """Runs `engine.pipeline.run_<kind>(config, progress)` in the background.
+    """Runs `engine.run.run_<kind>(config, progress)` in the background.
 
     Signals (all delivered in the GUI thread):
       messageChanged(str): the engine's current step;
@@ -82,6 +107,7 @@ class EngineTask(QgsTask):
     cancelled = pyqtSignal()
 
     def __init__(self, kind: str, config, runner=None, message_bar=None, description: str | None = None):
+        """`runner(config, progress[, log])` replaces run_engine (tests)."""
         if kind not in KINDS:
             raise ValueError(f"unknown task kind {kind!r}")
         super().__init__(description or f"GroundCast {kind}", QgsTask.Flag.CanCancel)
@@ -97,14 +123,16 @@ class EngineTask(QgsTask):
     def run(self) -> bool:
         cancelled_error, input_error = _engine_errors()
         try:
-            runner = self.runner or engine_function(self.kind)
-            kwargs = {"log": _log_to_qgis} if _accepts_log(runner) else {}
-            self.result = runner(self.config, _TaskProgress(self), **kwargs)
+            if self.runner is None:
+                self.result = run_engine(self.kind, self.config, _TaskProgress(self))
+            else:
+                kwargs = {"log": _log_to_qgis} if _accepts_log(self.runner) else {}
+                self.result = self.runner(self.config, _TaskProgress(self), **kwargs)
         except cancelled_error:
-            self.was_cancelled = True
-            return False
+            return self._end_cancelled()
         except input_error as exc:
-            self.error = str(exc).strip().splitlines()[0] if str(exc).strip() else "Invalid input."
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "Invalid input."
+            self.error = user_words(first_line)
             QgsMessageLog.logMessage(f"{self.kind}: {self.error}", LOG_TAG, Qgis.Warning)
             return False
         except ImportError as exc:
@@ -114,27 +142,36 @@ class EngineTask(QgsTask):
             return False
         except Exception as exc:  # noqa: BLE001 (a worker must never raise into QGIS)
             if self.isCanceled():
-                self.was_cancelled = True
-                return False
+                return self._end_cancelled()
             first_line = str(exc).splitlines()[0] if str(exc) else "no message"
             self.error = (f"The {self.kind} failed unexpectedly ({type(exc).__name__}: {first_line}); "
                           "details are in the log.")
             QgsMessageLog.logMessage(f"{self.kind} failed:\n{traceback.format_exc()}", LOG_TAG, Qgis.Critical)
             return False
         if self.isCanceled():
-            self.was_cancelled = True
-            return False
+            return self._end_cancelled()
         if not isinstance(self.result, dict):
             self.result = {"result": self.result}
         return True
 
+    def _end_cancelled(self) -> bool:
+        """A cancelled run ends cleanly (nothing written), so the task reports success, not failure.
+
+        QgsTask has no "cancelled" status: returning False would make QGIS's task bar say
+        "Task failed" while the dock says "Cancelled". The description says what happened.
+        """
+        self.was_cancelled = True
+        self.result = None
+        self.setDescription(f"{self.description()} (cancelled, nothing written)")
+        return True
+
     def finished(self, result: bool) -> None:  # GUI thread
-        if result:
-            self.setProgress(100.0)
-            self.succeeded.emit(self.result)
-        elif self.was_cancelled or self.isCanceled():
+        if self.was_cancelled:
             QgsMessageLog.logMessage(f"{self.kind} cancelled; nothing was written.", LOG_TAG, Qgis.Info)
             self.cancelled.emit()
+        elif result:
+            self.setProgress(100.0)
+            self.succeeded.emit(self.result)
         else:
             message = self.error or f"The {self.kind} stopped without saying why; see the log."
             if self.message_bar is not None:

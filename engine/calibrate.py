@@ -1,0 +1,234 @@
+"""Calibration: how points and cells depart from the network's cell forecast, and how wide the bands are.
+
+Shares of each departure and conformal interval factors are fitted on the validation period,
+which no training target reached, like model output statistics in weather forecasting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .baselines import origin_level, persistence, timefn_fit
+from .prepare import Scene
+from .windows import forecast_dates
+
+Z90 = 1.6448536
+
+
+# the rows of PointModel.design, in order: three departures from the cell, then three pulls
+DEPARTURES = ("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line")
+
+
+@dataclass
+class PointModel:
+    """How a point departs from its cell: the part of the forecast the grid cannot see.
+
+    Several points share a 100 m cell but not always its motion (a building beside a field).
+    A point's forecast is its own level plus its cell's forecast increment plus shares of six
+    departures: its time-function trend minus the cell's, its last-year straight-line trend
+    minus the cell's, its last value minus its level (short anomalies persist a little), and
+    the pull toward persistence, toward its own time-function fit and toward its own
+    straight line over the whole history (on real EGMS series the seasonal terms, fitted on a
+    few years, often extrapolate worse than the plain velocity a year out). The shares per horizon
+    are fitted by least squares on the validation period, like model output statistics in
+    weather forecasting: they shrink noisy point trends toward the cell's, and where the
+    network was less skilful than a baseline on the validation period they say so.
+
+    `cells_at` applies the same to the grid itself, each cell its own "point": the maps get
+    the pulls toward persistence and the cell's own fits, with shares fitted on the cells.
+    """
+
+    level: np.ndarray  # [N]
+    departures: np.ndarray  # [3, H, N], independent of the network
+    trend_own: np.ndarray  # [H, N] the point's own time-function increment
+    line_own: np.ndarray  # [H, N] the point's own straight-line increment, whole history
+    rows: np.ndarray
+    cols: np.ndarray
+    inside: np.ndarray
+
+    @classmethod
+    def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
+        """The points, from their history before epoch `anchor`."""
+        regular, cube = scene.regular, scene.cube
+        rows, cols, inside = cube.grid.cell_index(regular.x, regular.y)
+        r, c = np.where(inside, rows, 0), np.where(inside, cols, 0)
+        own = regular.displacement_mm[:, :anchor]
+        cell = cube.displacement_mm[:anchor, r, c].T
+        return cls.of_series(own, cell, regular.dates[:anchor], dates_fc, r, c, inside)
+
+    @classmethod
+    def cells_at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray, rows=None, cols=None) -> PointModel:
+        """The cells (rows, cols), by default every cell with data before epoch `anchor`, each as a
+        point of its own."""
+        cube = scene.cube.displacement_mm[:anchor]
+        if rows is None:
+            rows, cols = cells_with_data(scene, anchor)
+        series = cube[:, rows, cols].T
+        inside = np.ones(len(rows), bool)
+        return cls.of_series(series, series, scene.regular.dates[:anchor], dates_fc, rows, cols, inside)
+
+    @classmethod
+    def of_series(cls, own, cell, dates, dates_fc, rows, cols, inside) -> PointModel:
+        """own, cell [N, T]: each point's series and its cell's, on the regular dates [T]."""
+        anchor = own.shape[1]
+        recent = slice(max(anchor - 61, 0), anchor)
+        level = origin_level(own[:, recent])
+        trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
+        line_own = linear_trend(dates, own, dates_fc) - level
+        rate_own = linear_trend(dates[recent], own[:, recent], dates_fc) - level
+        if cell is own:  # a cell as its own point: it departs from nothing
+            trend_cell, rate_cell = trend_own, rate_own
+        else:
+            cell_level = origin_level(cell[:, recent])
+            trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
+            rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
+        last = persistence(own, np.isfinite(own))
+        departures = np.stack(
+            [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
+        )
+        return cls(
+            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), rows, cols,
+            inside,
+        )
+
+    def design(self, cell_increments: np.ndarray) -> np.ndarray:
+        """[6, H, N] departures, given the cells' quantile increments [Q, H, rows, cols]."""
+        median = cell_increments[len(cell_increments) // 2][:, self.rows, self.cols]
+        median = np.nan_to_num(median)
+        pulls = np.stack([-median, self.trend_own - median, self.line_own - median])
+        return np.concatenate([self.departures, pulls])
+
+    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [6, H]."""
+        q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
+        if shares is not None:
+            q = q + (shares[:, :, None] * self.design(cell_increments)).sum(0)[None]
+        q[:, :, ~self.inside] = np.nan
+        return q
+
+
+MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
+
+
+def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.nonzero(np.isfinite(scene.cube.displacement_mm[:anchor]).any(0))
+
+
+def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor) -> np.ndarray:
+    """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time."""
+    out = np.full_like(cells, np.nan)
+    rows, cols = cells_with_data(scene, anchor)
+    for i in range(0, len(rows), MAP_CHUNK_CELLS):
+        r, c = rows[i : i + MAP_CHUNK_CELLS], cols[i : i + MAP_CHUNK_CELLS]
+        grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
+        out[:, :, r, c] = widen(grid.quantiles(cells, shares), factor)
+    return out
+
+
+def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False):
+    """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
+
+    cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
+    the validation period that no training target reached. `on_cells`: fit them for the grid
+    (PointModel.cells_at), scored against the cells' own values, instead of the points.
+    """
+    n_seen = min(len(scene.regular.dates) - cut, horizon_steps)
+    dates_cal = forecast_dates(scene.regular.dates, cut, n_seen)
+    if on_cells:  # an even sample of the cells is plenty for a few shares per step
+        rows, cols = cells_with_data(scene, cut)
+        pick = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAP_CHUNK_CELLS)).astype(int))
+        cal = PointModel.cells_at(scene, cut, dates_cal, rows[pick], cols[pick])
+        truth = scene.cube.displacement_mm[cut : cut + n_seen, cal.rows, cal.cols]
+    else:
+        cal = PointModel.at(scene, cut, dates_cal)
+        truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
+    cells = cal_cells[:, :n_seen]
+    shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth)
+    factor = interval_scale(cal.quantiles(cells, shares), truth)
+    return extend(shares, horizon_steps), extend(factor, horizon_steps)
+
+
+def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) -> np.ndarray:
+    """[H, N] extrapolation of each row's straight-line fit (no seasonal terms)."""
+    fit = timefn_fit(dates, series, np.isfinite(series), annual=False, semiannual=False)
+    return fit.predict(dates_fc).T
+
+
+def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Least-squares shares [D, H], each in [0, 1], of the departures [D, H, N] that best explain
+    truth - raw median.
+
+    The bounds are part of the fit, not a clip afterwards: the departures are strongly
+    correlated, and clipping an unconstrained solution can leave a share far from optimal.
+    """
+    from scipy.optimize import lsq_linear
+
+    D, H = departures.shape[0], raw.shape[1]
+    shares = np.zeros((D, H))
+    resid = truth - raw[1]
+    for h in range(H):
+        sl = slice(max(h - 3, 0), h + 4)  # pool neighbouring steps for stability
+        y, X = resid[sl].ravel(), departures[:, sl].reshape(D, -1).T
+        ok = np.isfinite(y) & np.isfinite(X).all(1)
+        if ok.sum() >= 50:
+            shares[:, h] = lsq_linear(X[ok].astype(float), y[ok].astype(float), bounds=(0.0, 1.0)).x
+        elif h:
+            shares[:, h] = shares[:, h - 1]
+    return shares
+
+
+def extend(values: np.ndarray, n: int) -> np.ndarray:
+    """Pad the last axis to n by repeating its last value (calibration sees fewer steps than the horizon)."""
+    if values.shape[-1] >= n:
+        return values[..., :n]
+    pad = np.repeat(values[..., -1:], n - values.shape[-1], axis=-1)
+    return np.concatenate([values, pad], -1)
+
+
+def interval_scale(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per horizon step, the factor that widens (or narrows) the raw 5-95% band to cover 90%.
+
+    Split-conformal: the score is how many half-widths outside the median a truth falls; its
+    90th percentile over points is the factor. Neighbouring steps are pooled for stability.
+    raw [3, H, N] (q05, q50, q95), truth [H, N] (NaN where unobserved).
+    """
+    lo, mid, hi = raw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.maximum(
+            (mid - truth) / np.maximum(mid - lo, 1e-3), (truth - mid) / np.maximum(hi - mid, 1e-3)
+        )
+    H = score.shape[0]
+    factor = np.ones(H)
+    for h in range(H):
+        pool = score[max(h - 3, 0) : h + 4]
+        pool = pool[np.isfinite(pool)]
+        if len(pool) >= 20:
+            factor[h] = np.quantile(pool, 0.9)
+        elif h:
+            factor[h] = factor[h - 1]
+    return np.clip(np.maximum.accumulate(factor), 0.3, 10.0)  # uncertainty never shrinks with lead time
+
+
+def widen(raw: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Apply interval_scale factors [H] to quantiles [3, H, ...]."""
+    f = factor.reshape((-1,) + (1,) * (raw.ndim - 2))
+    lo, mid, hi = raw
+    return np.stack([mid - f * (mid - lo), mid, mid + f * (hi - mid)])
+
+
+def exceedance_probability(quantiles: np.ndarray, level: np.ndarray, threshold_mm: float) -> np.ndarray:
+    """P(displacement since the origin passes threshold_mm), from q05/q50/q95 via a split normal.
+
+    A negative threshold means subsidence below it, a positive one uplift above it.
+    """
+    from scipy.special import ndtr
+
+    lo, mid, hi = quantiles - level
+    sigma_lo = np.maximum((mid - lo) / Z90, 1e-3)
+    sigma_hi = np.maximum((hi - mid) / Z90, 1e-3)
+    with np.errstate(invalid="ignore"):
+        z = np.where(threshold_mm <= mid, (threshold_mm - mid) / sigma_lo, (threshold_mm - mid) / sigma_hi)
+        below = ndtr(z)
+    return (below if threshold_mm < 0 else 1 - below).astype(np.float32)

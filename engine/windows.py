@@ -1,0 +1,216 @@
+"""Training and forecast windows: the area as model inputs, tiles, origins and batches.
+
+The cube is cut into overlapping S x S tiles; an example is one tile at one forecast origin
+("anchor"): the L steps before it are the context, the H steps from it the target. Everything
+is expressed relative to the origin's level and divided by one scale for the area, so the
+model never sees absolute displacement and runs on any area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .baselines import DAYS_PER_YEAR, TimeFunction, origin_level
+from .definitions import STEP_DAYS
+from .errors import InputError
+from .model import Batch, ModelConfig, time_features
+
+LOOKBACK_STEPS = 122  # two years of history for the per-window time-function baseline
+MIN_HISTORY_STEPS = 61  # an origin needs a year of history
+TILE_OVERLAP = 4
+
+
+def forecast_dates(dates: np.ndarray, anchor: int, n_steps: int) -> np.ndarray:
+    """[n_steps] regular dates from epoch `anchor` of the regular axis `dates` on."""
+    return dates[0] + (anchor + np.arange(n_steps)) * np.timedelta64(STEP_DAYS, "D")
+
+
+@dataclass
+class Area:
+    """The model's view of one area: regular-time cube plus static priors, padded to whole tiles."""
+
+    dates: np.ndarray  # [T] datetime64[D], regular STEP_DAYS axis
+    displacement_mm: np.ndarray  # [T, Hp, Wp] float32, NaN where no data
+    priors: np.ndarray  # [C, Hp, Wp] float32, NaN-free
+    geology: np.ndarray  # [Hp, Wp] int64
+    soil: np.ndarray  # [Hp, Wp] int64
+    height: int  # the grid's own size (before padding)
+    width: int
+
+    def until(self, n_steps: int) -> Area:
+        """The area as it was known after its first n_steps epochs."""
+        return Area(
+            self.dates[:n_steps],
+            self.displacement_mm[:n_steps],
+            self.priors,
+            self.geology,
+            self.soil,
+            self.height,
+            self.width,
+        )
+
+
+def make_area(cube, priors, config: ModelConfig) -> Area:
+    """Stack the cube and priors into model inputs, padded with no-data to at least one tile."""
+    T, H, W = cube.displacement_mm.shape
+    Hp, Wp = max(H, config.tile_cells), max(W, config.tile_cells)
+    disp = np.full((T, Hp, Wp), np.nan, np.float32)
+    disp[:, :H, :W] = cube.displacement_mm
+    elev = priors.elevation_m.astype(np.float64)
+    known = np.isfinite(elev)
+    z = (elev - np.nanmean(elev)) / (np.nanstd(elev) + 1e-6) if known.any() else np.zeros_like(elev)
+    aspect = np.deg2rad(np.nan_to_num(priors.aspect_deg, nan=0.0))
+    flat = ~np.isfinite(priors.aspect_deg)
+    channels = [
+        z,
+        np.nan_to_num(priors.slope_deg, nan=0.0) / 30.0,
+        np.where(flat, 0.0, np.sin(aspect)),
+        np.where(flat, 0.0, np.cos(aspect)),
+        known,
+    ]
+    prior = np.zeros((len(channels), Hp, Wp), np.float32)
+    for i, channel in enumerate(channels):
+        prior[i, :H, :W] = np.nan_to_num(channel, nan=0.0)
+
+    def classes(codes, n_rows):  # the embedding has n_rows rows, row 0 unknown: fold the codes onto them
+        out = np.zeros((Hp, Wp), np.int64)
+        codes = codes.astype(np.int64)
+        out[:H, :W] = np.where(codes > 0, (codes - 1) % (n_rows - 1) + 1, 0)
+        return out
+
+    return Area(cube.dates, disp, prior, classes(priors.geology, config.n_geology_classes),
+                classes(priors.soil, config.n_soil_classes), H, W)
+
+
+def tile_origins(size: int, tile: int) -> list[int]:
+    """Start offsets of overlapping tiles covering [0, size); the last one flush with the end."""
+    stride = tile - TILE_OVERLAP
+    starts = list(range(0, max(size - tile, 0) + 1, stride))
+    if starts[-1] + tile < size:
+        starts.append(size - tile)
+    return starts
+
+
+def occupied_tiles(area: Area, tile: int) -> list[tuple[int, int]]:
+    seen = np.isfinite(area.displacement_mm).any(0)
+    return [
+        (r, c)
+        for r in tile_origins(seen.shape[0], tile)
+        for c in tile_origins(seen.shape[1], tile)
+        if seen[r : r + tile, c : c + tile].any()
+    ]
+
+
+def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int) -> np.ndarray:
+    """[B, K=2, H, S, S] baseline increments from the level, fitted on hist [B, Lb, S, S].
+
+    K0: offset + velocity + annual + semi-annual over the whole lookback (MintPy-style);
+    K1: offset + velocity over the last year only, which follows recent changes of rate.
+    """
+    B, Lb, S, _ = hist.shape
+    t = (np.arange(Lb) - Lb) * STEP_DAYS / DAYS_PER_YEAR  # years before the origin
+    tf = np.arange(horizon_steps) * STEP_DAYS / DAYS_PER_YEAR
+    out = np.zeros((B, 2, horizon_steps, S, S), np.float32)
+    y = hist.reshape(B, Lb, S * S).transpose(0, 2, 1)  # [B, N, Lb]
+    w = np.isfinite(y)
+    y = np.where(w, y, 0.0)
+    for k, (recent, seasonal) in enumerate(((Lb, True), (61, False))):
+        function = TimeFunction(annual=seasonal, semiannual=seasonal)
+        A, Af = function.design_years(t), function.design_years(tf)
+        wk = w.copy()
+        wk[..., : Lb - recent] = False
+        AtA = np.einsum("lk,bnl,lj->bnkj", A, wk, A)
+        # shrink seasonal and rate terms towards zero where data are thin (ridge, not the offset)
+        ridge = np.full(A.shape[1], 1.0)
+        ridge[0] = 1e-6
+        AtA = AtA + np.diag(ridge)
+        Aty = np.einsum("lk,bnl->bnk", A, y * wk)
+        coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]  # [B, N, K]
+        pred = np.einsum("hk,bnk->bnh", Af, coef).transpose(0, 2, 1).reshape(B, horizon_steps, S, S)
+        enough = wk.sum(-1).reshape(B, 1, S, S) >= 6
+        out[:, k] = np.where(enough, pred - level[:, None], 0.0)
+    return out
+
+
+@dataclass
+class Targets:
+    """What a batch's forecasts are scored against, and the level they start from."""
+
+    level_mm: np.ndarray  # [B, S, S] the origin's level
+    target: np.ndarray | None = None  # [B, H, S, S] change from the level / scale, 0 where unobserved
+    target_mask: np.ndarray | None = None  # [B, H, S, S] bool
+
+
+def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
+               with_target: bool) -> tuple[Batch, Targets]:
+    """Model inputs for a list of (row, col) tiles at forecast origins `anchors` (epoch indices)."""
+    S, L, H = config.tile_cells, config.context_steps, config.horizon_steps
+    T = len(area.dates)
+    Lb = max(LOOKBACK_STEPS, L)
+    n = len(tiles)
+    look = np.full((n, Lb, S, S), np.nan, np.float32)
+    target = np.full((n, H, S, S), np.nan, np.float32)
+    tfeat = np.zeros((n, L + H, 5), np.float32)
+    for i, ((r, c), a) in enumerate(zip(tiles, anchors)):
+        lo = max(a - Lb, 0)
+        look[i, Lb - (a - lo) :] = area.displacement_mm[lo:a, r : r + S, c : c + S]
+        if with_target:
+            hi = min(a + H, T)
+            target[i, : hi - a] = area.displacement_mm[a:hi, r : r + S, c : c + S]
+        tfeat[i] = time_features(forecast_dates(area.dates, a - L, L + H))
+    level = origin_level(look[:, -MIN_HISTORY_STEPS:], axis=1)
+    hist = look[:, -L:] - level[:, None]
+    baselines = window_baselines(look, level, H)
+    rows = [r for r, _ in tiles]
+    cols = [c for _, c in tiles]
+    idx = (
+        np.array(rows)[:, None, None] + np.arange(S)[None, :, None],
+        np.array(cols)[:, None, None] + np.arange(S)[None, None, :],
+    )
+    batch = Batch(
+        history=np.nan_to_num(hist / scale_mm, nan=0.0),
+        history_mask=np.isfinite(hist),
+        time_features=tfeat,
+        priors=area.priors[:, idx[0], idx[1]].transpose(1, 0, 2, 3),
+        geology=area.geology[idx],
+        soil=area.soil[idx],
+        baselines=baselines / scale_mm,
+    )
+    targets = Targets(level)
+    if with_target:
+        goal = (target - level[:, None]) / scale_mm
+        targets.target, targets.target_mask = np.nan_to_num(goal, nan=0.0), np.isfinite(goal)
+    return batch, targets
+
+
+def area_scale_mm(area: Area) -> float:
+    """Typical one-year change of the area, robustly: the unit the model works in."""
+    d = area.displacement_mm
+    if len(d) <= MIN_HISTORY_STEPS:
+        return 5.0
+    change = (d[MIN_HISTORY_STEPS:] - d[:-MIN_HISTORY_STEPS]).ravel()
+    change = change[np.isfinite(change)]
+    if not len(change):
+        return 5.0
+    mad = np.median(np.abs(change - np.median(change))) * 1.4826
+    return float(np.clip(max(mad, np.sqrt(np.mean(change**2)) * 0.5), 1.0, 200.0))
+
+
+def split_anchors(n_epochs: int, horizon_steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training origins whose targets end before the validation period, and validation origins."""
+    val_steps = int(np.clip(n_epochs // 5, 10, horizon_steps))
+    cut = n_epochs - val_steps
+    train = np.arange(MIN_HISTORY_STEPS, cut)  # the last one's first target is epoch cut - 1
+    val = np.unique(np.linspace(cut, max(cut, n_epochs - 2), 3).astype(int))
+    if len(train) < 4:
+        raise InputError(
+            f"the series has {n_epochs} regular epochs; training needs at least "
+            f"{MIN_HISTORY_STEPS + val_steps + 5} (about two years)."
+        )
+    return train, val, cut
+
+
+def chunks(items: list, size: int):
+    return [items[i : i + size] for i in range(0, len(items), size)]
