@@ -2,6 +2,12 @@
 
 Files are read in chunks straight into float32 blocks, and points outside an area of
 interest are dropped while reading, so memory follows the points kept, not the file.
+
+What a reader repairs rather than refuses, it says in `PointSeries.notes` (one sentence each,
+for the log and the run's summary): displacement beyond ±10 m, which no ground motion InSAR
+measures (no-data codes such as -99999, unit slips), is treated as missing and counted; point
+ids that repeat are made unique. What cannot be repaired is refused in one sentence: dates
+before 1991 or in the future, coordinates that cannot be EPSG:3035 metres in Europe.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import re
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,13 +27,14 @@ import numpy as np
 import shapely
 
 from .crs import crs_string, transform_xy
+from .definitions import COORDINATE_PAIRS, DATE_COLUMN, EGMS_CRS, ID_NAMES
 from .errors import InputError
 from .progress import check_cancel
 
 if TYPE_CHECKING:
     from .aoi import AOI
 
-EGMS_CRS = "EPSG:3035"
+__all__ = ["EGMS_CRS", "PointSeries", "read_points", "regularize_time", "reproject_points"]
 
 # EGMS header names of both generations (2019-2023 and 2020-2024) -> attribute names.
 _ATTRIBUTE_NAMES = {
@@ -60,17 +68,16 @@ _ATTRIBUTE_NAMES = {
     "gnss_velocity_u": "gnss_velocity_u",
 }
 _NUMERIC_ATTRIBUTES = frozenset(_ATTRIBUTE_NAMES.values())
-# Coordinate column pairs in order of preference; the CRS None means "from the file, else EPSG:3035".
-_COORDINATE_PAIRS = (("easting", "northing", None), ("x", "y", None),
-                     ("lon", "lat", "EPSG:4326"), ("longitude", "latitude", "EPSG:4326"))
-_ID_NAMES = ("pid", "id", "point_id", "fid")
-_DATE_COLUMN = re.compile(r"^[dD]?(\d{4})(\d{2})(\d{2})$")
 _EGMS_NAME = re.compile(r"EGMS_(L2a|L2b|L3)_", re.IGNORECASE)
 _L3_COMPONENT = re.compile(r"EGMS_L3_.*_(U|E)_", re.IGNORECASE)
 _PRODUCT_LEVEL = re.compile(r"<product_level>\s*([^<]*?)\s*</product_level>", re.IGNORECASE)
 _MISSING = frozenset({"", "nan", "na", "null", "none"})
 _CHUNK_FIELDS = 50_000      # fields parsed per chunk: a few MB of Python strings at most
 _BYTES_PER_VALUE = 5        # float32 displacement + bool valid flag
+MAX_DISPLACEMENT_MM = 10_000.0  # 10 m: beyond this a value is a no-data code or a unit slip
+FIRST_INSAR_DATE = np.datetime64("1991-01-01", "D")  # ERS-1, the first InSAR satellite, flew in 1991
+# Europe in EPSG:3035 metres, from the Azores to Cyprus and the Canaries to Svalbard, with a margin.
+EUROPE_3035 = (0.5e6, 0.5e6, 8.0e6, 7.0e6)
 
 
 @dataclass
@@ -85,6 +92,7 @@ class PointSeries:
     attributes: dict[str, np.ndarray]
     source: str
     product: str                 # "L2a", "L2b", "L3-U", "L3-E", "L3" or "generic"
+    notes: list[str] = dataclass_field(default_factory=list)  # what reading repaired, one sentence each
 
     @property
     def n_points(self) -> int:
@@ -100,7 +108,7 @@ class PointSeries:
                            dates=self.dates, displacement_mm=self.displacement_mm[mask],
                            valid=self.valid[mask],
                            attributes={k: v[mask] for k, v in self.attributes.items()},
-                           source=self.source, product=self.product)
+                           source=self.source, product=self.product, notes=list(self.notes))
 
 
 def read_points(path, *, aoi: AOI | None = None, max_bytes: int | None = 2_000_000_000,
@@ -130,16 +138,23 @@ def reproject_points(points: PointSeries, crs) -> PointSeries:
     x, y = transform_xy(points.x, points.y, points.crs, target, points.source)
     return PointSeries(ids=points.ids, x=x, y=y, crs=target, dates=points.dates,
                        displacement_mm=points.displacement_mm, valid=points.valid,
-                       attributes=points.attributes, source=points.source, product=points.product)
+                       attributes=points.attributes, source=points.source, product=points.product,
+                       notes=list(points.notes))
+
+
+def regular_epoch_count(dates: np.ndarray, step_days: int = 6) -> int:
+    """How many epochs first_date + k * step_days the regular axis of `dates` has."""
+    return int((dates[-1] - dates[0]).astype(np.int64)) // int(step_days) + 1
 
 
 def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int = 24,
-                    progress=None) -> PointSeries:
+                    progress=None, max_bytes: int | None = 2_000_000_000) -> PointSeries:
     """Resample every series onto epochs first_date + k * step_days.
 
     An epoch takes the nearest observation within ±step_days/2 (the earlier one on a tie);
     otherwise it is interpolated linearly between the observations before and after it, but
     only when those are at most `max_gap_days` apart; otherwise it stays NaN and invalid.
+    `max_bytes` bounds the regular series in memory (5 bytes per point and epoch).
     """
     if int(step_days) != step_days or step_days < 1:
         raise InputError(f"{points.source}: the time step must be a whole number of days ≥ 1, "
@@ -148,6 +163,12 @@ def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int =
         raise InputError(f"{points.source}: the largest gap to interpolate must be ≥ 0 days, "
                          f"not {max_gap_days}.")
     step = int(step_days)
+    n_epochs = regular_epoch_count(points.dates, step)
+    size = points.n_points * n_epochs * _BYTES_PER_VALUE
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(f"{points.source}: {points.n_points:,} points × {n_epochs:,} epochs of {step} days "
+                         f"from {points.dates[0]} to {points.dates[-1]} need {_size(size)}, over the memory "
+                         f"budget of {_size(max_bytes)}; use a shorter period or a smaller area of interest.")
     day = (points.dates - points.dates[0]).astype(np.int64)
     n_dates = day.shape[0]
     epoch_day = np.arange(0, int(day[-1]) + 1, step, dtype=np.int64)
@@ -191,7 +212,7 @@ def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int =
     dates = points.dates[0] + epoch_day.astype("timedelta64[D]")
     return PointSeries(ids=points.ids, x=points.x, y=points.y, crs=points.crs, dates=dates,
                        displacement_mm=out, valid=~np.isnan(out), attributes=points.attributes,
-                       source=points.source, product=points.product)
+                       source=points.source, product=points.product, notes=list(points.notes))
 
 
 # ---------------------------------------------------------------------------- CSV and zip
@@ -209,8 +230,10 @@ def _read_csv(path: Path, aoi, max_bytes, progress) -> PointSeries:
         header = next(reader)
         product = _detect_product(xml_text, [csv_name, path.name])
         layout = _Layout.from_header(path, header, product)
-        crs = layout.crs or _sidecar_crs(path) or EGMS_CRS
-        sink = _Sink(path, layout.dates.shape[0], n_lines, aoi is not None, max_bytes)
+        sidecar = None if layout.crs else _sidecar_crs(path)
+        crs = layout.crs or sidecar or EGMS_CRS
+        sink = _Sink(path, layout.dates.shape[0], n_lines, aoi is not None, max_bytes,
+                     crs_assumed=layout.crs is None and sidecar is None)
         return _fill_from_rows(path, reader, layout, crs, product, delimiter == ";", aoi, sink, progress,
                                n_lines)
 
@@ -329,7 +352,7 @@ class _Layout:
         names = [h.strip() for h in header]
         dated = []
         for index, name in enumerate(names):
-            match = _DATE_COLUMN.match(name)
+            match = DATE_COLUMN.match(name)
             if match:
                 try:
                     dated.append((index, np.datetime64("-".join(match.groups()), "D")))
@@ -353,7 +376,7 @@ class _Layout:
 
         x_name = y_name = crs = None
         if with_coordinates:
-            pair = next(((xn, yn, c) for xn, yn, c in _COORDINATE_PAIRS if xn in seen and yn in seen), None)
+            pair = next(((xn, yn, c) for xn, yn, c in COORDINATE_PAIRS if xn in seen and yn in seen), None)
             if product != "generic" and (pair is None or pair[0] != "easting"):
                 raise InputError(f"{path}: this EGMS {product} file lacks the easting/northing columns.")
             if pair is None:
@@ -361,7 +384,7 @@ class _Layout:
                                  "lon/lat or longitude/latitude).")
             x_name, y_name, crs = pair
             crs = EGMS_CRS if product != "generic" else crs
-        id_name = next((n for n in _ID_NAMES if n in seen), None)
+        id_name = next((n for n in ID_NAMES if n in seen), None)
         numeric, other = {}, {}
         for name, index in seen.items():
             if name in (x_name, y_name, id_name):
@@ -384,6 +407,13 @@ def _check_dates(path, dates: np.ndarray) -> None:
         where = int(np.argmax(steps < 0))
         raise InputError(f"{path}: the date columns are not in increasing order "
                          f"({dates[where]} comes before {dates[where + 1]}).")
+    if dates[0] < FIRST_INSAR_DATE:
+        raise InputError(f"{path}: the date column {dates[0]} lies before 1991, when no InSAR satellite "
+                         "flew yet; name the date columns yyyymmdd with the acquisition dates.")
+    today = np.datetime64("today", "D")
+    if dates[-1] > today:
+        raise InputError(f"{path}: the date column {dates[-1]} lies in the future (today is {today}); "
+                         "name the date columns yyyymmdd with the acquisition dates.")
 
 
 def _fill_from_rows(path, reader, layout: _Layout, crs, product, decimal_comma, aoi, sink, progress,
@@ -424,7 +454,8 @@ def _fill_from_rows(path, reader, layout: _Layout, crs, product, decimal_comma, 
         else:
             ordinals = np.arange(first_id, first_id + len(rows))
         values = parse.numbers(rows, layout.date_columns, lines, np.float32, picker=pick_dates)
-        ids = (np.array([row[layout.id_column].strip() for row in rows], dtype=str)
+        ids = (np.array([row[layout.id_column].strip() or str(o) for row, o in zip(rows, ordinals)],
+                        dtype=str)
                if layout.id_column is not None else ordinals.astype(str))
         numeric = {name: parse.numbers(rows, [i], lines, np.float64)[:, 0]
                    for name, i in layout.numeric.items()}
@@ -495,8 +526,11 @@ class _Parser:
 class _Sink:
     """Collects chunks; the displacement block is preallocated and grows only when clipping."""
 
-    def __init__(self, path: Path, n_dates: int, n_rows_max: int, clipping: bool, max_bytes):
+    def __init__(self, path: Path, n_dates: int, n_rows_max: int, clipping: bool, max_bytes,
+                 crs_assumed: bool = False):
         self.path, self.n_dates, self.max_bytes = path, n_dates, max_bytes
+        self.crs_assumed = crs_assumed  # EGMS_CRS taken for want of a .prj or lon/lat columns
+        self.n_implausible, self.implausible_example = 0, 0.0
         if not clipping:
             self._check_budget(n_rows_max)
         capacity = min(n_rows_max, 4096) if clipping else n_rows_max
@@ -512,6 +546,11 @@ class _Sink:
                              "use a smaller area of interest or tiles.")
 
     def append(self, ids, x, y, values, attributes) -> None:
+        implausible = np.abs(values) > MAX_DISPLACEMENT_MM  # False for NaN
+        if implausible.any():
+            self.implausible_example = float(values[implausible][0])
+            self.n_implausible += int(implausible.sum())
+            values = np.where(implausible, np.nan, values)
         end = self.n + values.shape[0]
         if end > self.values.shape[0]:
             self._check_budget(end)
@@ -532,13 +571,73 @@ class _Sink:
         self.values = None
         valid = ~np.isnan(values)
         if not valid.any():
-            raise InputError(f"{self.path}: every displacement value is empty.")
+            beyond = (f" or beyond ±{MAX_DISPLACEMENT_MM / 1000:g} m (such as {self.implausible_example:g})"
+                      if self.n_implausible else "")
+            raise InputError(f"{self.path}: every displacement value is empty{beyond}; the date columns "
+                             "must hold displacement in millimetres.")
         ids, x, y, attributes = zip(*self.chunks)
-        return PointSeries(ids=np.concatenate(ids), x=np.concatenate(x), y=np.concatenate(y), crs=crs,
+        x, y = np.concatenate(x), np.concatenate(y)
+        ids, notes = _unique_ids(self.path, np.concatenate(ids))
+        if crs == EGMS_CRS:
+            _check_egms_coordinates(self.path, x, y, ids, self.crs_assumed)
+        if self.n_implausible:
+            notes.insert(0, f"{self.path}: {self.n_implausible:,} displacement values beyond "
+                            f"±{MAX_DISPLACEMENT_MM / 1000:g} m (such as {self.implausible_example:g}) are "
+                            "no measurement of ground motion and were treated as missing.")
+        return PointSeries(ids=ids, x=x, y=y, crs=crs,
                            dates=dates, displacement_mm=values, valid=valid,
                            attributes={name: _finish_column([a[name] for a in attributes])
                                        for name in attributes[0]},
-                           source=str(self.path), product=product)
+                           source=str(self.path), product=product, notes=notes)
+
+
+def _unique_ids(path: Path, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The ids with repeats renamed id~2, id~3, … (a backtest pairs series by id), and the note."""
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return ids, []
+    taken = set(unique.tolist())
+    repeated = np.ones(ids.shape[0], bool)
+    repeated[first] = False
+    renamed = ids.astype(object)
+    seen: dict[str, int] = {}
+    for i in np.flatnonzero(repeated):
+        name = str(ids[i])
+        k = seen.get(name, 1)
+        while True:
+            k += 1
+            candidate = f"{name}~{k}"
+            if candidate not in taken:
+                break
+        seen[name] = k
+        taken.add(candidate)
+        renamed[i] = candidate
+    doubled = unique[counts > 1]
+    shown = ", ".join(doubled[:5].tolist()) + (", …" if doubled.shape[0] > 5 else "")
+    note = (f"{path}: {doubled.shape[0]:,} point ids appear more than once ({shown}); the repeats were "
+            f"renamed with ~2, ~3, … so that every point keeps its own series.")
+    return renamed.astype(str), [note]
+
+
+def _check_egms_coordinates(path: Path, x: np.ndarray, y: np.ndarray, ids: np.ndarray, assumed: bool) -> None:
+    """InputError unless the coordinates can be EPSG:3035 metres in Europe."""
+    extent = (f"x {x.min():.6g} to {x.max():.6g}, y {y.min():.6g} to {y.max():.6g}")
+    taken = ("with no .prj file beside it they are read as EPSG:3035 metres" if assumed
+             else "the file gives EPSG:3035 metres")
+    if ((np.abs(x) <= 180) & (np.abs(y) <= 90)).all():
+        remedy = ("name the columns lon and lat" if assumed
+                  else "give the layer its geographic coordinate system (EPSG:4326)")
+        raise InputError(f"{path}: the coordinates ({extent}) look like degrees, but {taken}; {remedy}.")
+    x0, y0, x1, y1 = EUROPE_3035
+    outside = ~((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
+    if outside.all():
+        remedy = ("add a .prj file with their coordinate system beside it" if assumed
+                  else "give the layer its true coordinate system")
+        raise InputError(f"{path}: the coordinates ({extent}) lie outside Europe, but {taken}; {remedy}.")
+    if outside.any():
+        shown = ", ".join(ids[outside][:10].tolist()) + (", …" if outside.sum() > 10 else "")
+        raise InputError(f"{path}: {int(outside.sum()):,} of its {x.shape[0]:,} points lie outside Europe in "
+                         f"EPSG:3035 (ids {shown}); remove them, or give an area of interest.")
 
 
 def _size(n_bytes: float) -> str:

@@ -126,8 +126,8 @@ def test_semicolons_and_decimal_commas(tmp_path):
 
 def test_generic_csv_with_d_dates_and_empty_fields(tmp_path):
     header = ["X", "Y", "name", "D20210101", "D20210113", "D20210125"]
-    rows = [["500100", "4200100", "a", "0", "", "-1.5"],
-            ["500200", "4200300", "b", "", "2.25", ""]]
+    rows = [["4500100", "2200100", "a", "0", "", "-1.5"],
+            ["4500200", "2200300", "b", "", "2.25", ""]]
     points = read_points(_write_csv(tmp_path / "mine.csv", header, rows))
     assert points.product == "generic" and points.crs == "EPSG:3035"
     np.testing.assert_array_equal(points.ids, ["1", "2"])

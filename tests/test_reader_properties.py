@@ -135,7 +135,7 @@ def test_well_formed_csv_round_trips(data):
     lines = [separator.join(header)]
     for i, row in enumerate(matrix):
         cells = ["" if v is None else f"{v / 10:.1f}" for v in row]
-        lines.append(separator.join([f"p{i}", str(1000 + i), str(2000 - i), *cells]))
+        lines.append(separator.join([f"p{i}", str(4_000_000 + i), str(3_000_000 - i), *cells]))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "round_trip.csv"
         path.write_text("\n".join(lines) + "\n")
