@@ -1,11 +1,20 @@
 """Turn an engine output folder into styled QGIS layers on the Temporal Controller.
 
 Public API (used by the dock, the Processing provider, the report and make_project.py):
-  add_result_layers(out_dir, group_name, project=None, aoi_geometry=None) -> dict
-  style_forecast(layer, band=1), style_interval(layer, band=1), style_exceedance(layer, band=1),
-  style_points(layer, vmax=None)
+  add_result_layers(out_dir, group_name=None, project=None, aoi_geometry=None, aoi_name=None) -> dict
+  result_group_name(out_dir, aoi_name=None) -> "GroundCast · <AOI> · to <horizon> · run <HH:MM>"
+  references(summary) -> (cumulative_since, change_since): the ISO dates the maps are measured from
+  style_change(layer, band=1, limit=None), style_forecast(layer, band=1), style_interval(layer, band=1),
+  style_exceedance(layer, band=1), style_points(layer, vmax=None, field=...)
   set_temporal(layer, band_dates, project=None), band_dates(layer_or_path) -> list[date]
   TemporalBandSwitcher(canvas, project=None), sync_temporal_controller(canvas, project=None)
+
+What the reader sees first is the change since the forecast origin (change.tif): the
+cumulative median barely moves over a few months against years of past motion, so read on its
+own ramp it looks like the past. Every layer name says what its values are measured from.
+The points follow the timeline the same way as the rasters: one change field per forecast
+date (points_change.gpkg, written here from series.npz), and the switcher points the
+renderer at the field of the current frame.
 
 Temporal scrubbing in QGIS 3.22: raster temporal properties there know only one fixed range
 per layer (per-band time arrived in 3.38), and the GDAL provider reports no time of its own.
@@ -44,6 +53,7 @@ from qgis.core import (
     QgsSingleBandPseudoColorRenderer,
     QgsUnitTypes,
     QgsVectorLayer,
+    QgsVectorLayerTemporalProperties,
 )
 from qgis.PyQt.QtCore import QDateTime, QObject, QTime, Qt
 from qgis.PyQt.QtGui import QColor
@@ -51,6 +61,7 @@ from qgis.PyQt.QtGui import QColor
 BAND_DATES_KEY = "groundcast/band_dates"
 DEFAULT_BAND_KEY = "groundcast/default_band"
 KIND_KEY = "groundcast/kind"
+FIELDS_KEY = "groundcast/date_fields"  # a points layer's field per band date
 
 # ColorBrewer RdBu: red = subsidence (negative), blue = uplift (positive), white at 0 mm.
 DIVERGING = ["#b2182b", "#ef8a62", "#fddbc7", "#f7f7f7", "#d1e5f0", "#67a9cf", "#2166ac"]
@@ -152,13 +163,26 @@ def forecast_limit(layer: QgsRasterLayer) -> float:
     return _nice_ceiling(max(abs(low), abs(high)))
 
 
-def style_forecast(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoColorRenderer:
-    """Diverging red–white–blue ramp centred on 0 mm, symmetric (min = −max), labels in mm."""
-    vmax = forecast_limit(layer)
-    layer.setCustomProperty(KIND_KEY, "forecast")
+def _diverging(layer, band, vmax, kind):
+    layer.setCustomProperty(KIND_KEY, kind)
     return _pseudocolor(
         layer, band, DIVERGING, -vmax, vmax, lambda v: f"{_fmt(v)} mm", 9, "",
         f"{_fmt(-vmax)} mm (subsidence)", f"+{_fmt(vmax)} mm (uplift)")
+
+
+def style_forecast(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoColorRenderer:
+    """Diverging red–white–blue ramp centred on 0 mm, symmetric (min = −max), labels in mm."""
+    return _diverging(layer, band, forecast_limit(layer), "forecast")
+
+
+def style_change(layer: QgsRasterLayer, band: int = 1, limit: float | None = None,
+                 kind: str = "change") -> QgsSingleBandPseudoColorRenderer:
+    """The forecast change since the origin on the diverging ramp, scaled to the change itself.
+
+    `limit` (mm) shares one scale between the change and its 5 % / 95 % layers; by default the
+    change's own robust extreme, so a few millimetres of change fill the ramp.
+    """
+    return _diverging(layer, band, limit if limit else forecast_limit(layer), kind)
 
 
 def style_interval(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseudoColorRenderer:
@@ -218,10 +242,12 @@ def style_points(layer: QgsVectorLayer, vmax: float | None = None, field: str = 
 
 
 def style_aoi(layer: QgsVectorLayer) -> None:
-    symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,140,0",
-                                         "outline_width": "0.7"})
+    """An outline only: no fill to tint the results under it or wash out their near-zero colours."""
+    symbol = QgsFillSymbol.createSimple({"style": "no", "color": "0,0,0,0", "outline_color": "40,40,40",
+                                         "outline_style": "dash", "outline_width": "0.6"})
     layer.renderer().setSymbol(symbol)
     layer.setCustomProperty(KIND_KEY, "aoi")
+    layer.triggerRepaint()
 
 
 # -- time ----------------------------------------------------------------------------------
@@ -317,6 +343,31 @@ def band_for_range(dates: list, begin: dt.date | None, end: dt.date | None, defa
     return band
 
 
+def set_point_timeline(layer: QgsVectorLayer, band_dates: list, fields: list) -> None:
+    """Let a points layer follow the Temporal Controller: `fields[i]` holds the value on band_dates[i]."""
+    dates = [_to_date(d) for d in band_dates]
+    if not dates or len(dates) != len(fields):
+        return
+    props = layer.temporalProperties()
+    props.setMode(QgsVectorLayerTemporalProperties.ModeRedrawLayerOnly)
+    props.setIsActive(True)
+    layer.setCustomProperty(BAND_DATES_KEY, ",".join(d.isoformat() for d in dates))
+    layer.setCustomProperty(FIELDS_KEY, ",".join(fields))
+    if layer.customProperty(DEFAULT_BAND_KEY) is None:
+        layer.setCustomProperty(DEFAULT_BAND_KEY, len(dates))
+
+
+def set_field(layer: QgsVectorLayer, field: str) -> bool:
+    """Colour the points by `field` (one date's values), keeping the classes."""
+    renderer = layer.renderer()
+    if not isinstance(renderer, QgsGraduatedSymbolRenderer) or renderer.classAttribute() == field:
+        return False
+    renderer.setClassAttribute(field)
+    layer.triggerRepaint()
+    layer.legendChanged.emit()
+    return True
+
+
 def set_band(layer: QgsRasterLayer, band: int) -> bool:
     renderer = layer.renderer()
     if not isinstance(renderer, QgsSingleBandPseudoColorRenderer) or renderer.band() == band:
@@ -353,11 +404,18 @@ class TemporalBandSwitcher(QObject):
         else:
             begin = end = None
         for layer in layers or self.project.mapLayers().values():
-            if not isinstance(layer, QgsRasterLayer) or not layer.customProperty(BAND_DATES_KEY):
+            if not layer.customProperty(BAND_DATES_KEY):
                 continue
-            dates = band_dates(layer)
-            default = int(layer.customProperty(DEFAULT_BAND_KEY) or len(dates))
-            set_band(layer, band_for_range(dates, begin, end, default))
+            if isinstance(layer, QgsRasterLayer):
+                dates = band_dates(layer)
+                default = int(layer.customProperty(DEFAULT_BAND_KEY) or len(dates))
+                set_band(layer, band_for_range(dates, begin, end, default))
+            elif isinstance(layer, QgsVectorLayer) and layer.customProperty(FIELDS_KEY):
+                fields = str(layer.customProperty(FIELDS_KEY)).split(",")
+                stored = str(layer.customProperty(BAND_DATES_KEY))
+                dates = [dt.date.fromisoformat(d) for d in stored.split(",")]
+                default = int(layer.customProperty(DEFAULT_BAND_KEY) or len(dates))
+                set_field(layer, fields[band_for_range(dates, begin, end, default) - 1])
 
     def stop(self) -> None:
         for signal, slot in ((self.canvas.temporalRangeChanged, self.update_layers),
@@ -477,54 +535,235 @@ def _save_beside(layer: QgsVectorLayer, path: Path):
     return saved if saved.isValid() else None
 
 
-def add_result_layers(out_dir: str, group_name: str, project: QgsProject | None = None,
-                      aoi_geometry=None) -> dict:
-    """Add a forecast folder's outputs as styled layers in a new top group `group_name`.
+# the output folder's files (engine/results.py names them; these are its documented names)
+FILES = {"forecast": "forecast.tif", "change": "change.tif", "change_q05": "change_q05.tif",
+         "change_q95": "change_q95.tif", "interval90": "interval90.tif", "exceedance": "exceedance.tif",
+         "points": "points.gpkg", "series": "series.npz", "summary": "summary.json"}
+POINTS_CHANGE_FILE = "points_change.gpkg"  # written here: the points' change per forecast date
 
-    Returns {"forecast", "interval90", "exceedance", "points", "aoi": layer or None, "group": node}.
-    Raises FileNotFoundError when forecast.tif is missing or unreadable.
+
+def references(summary: dict | None) -> tuple:
+    """(cumulative_since, change_since) as ISO dates, None where unknown.
+
+    Cumulative maps count from the first EGMS epoch; the change and the exceedance count from
+    the forecast origin, the last observation.
+    """
+    summary = summary or {}
+    refs = summary.get("references") if isinstance(summary.get("references"), dict) else {}
+    cumulative = refs.get("cumulative_since") or summary.get("observed_from")
+    change = refs.get("change_since") or summary.get("forecast_origin") or summary.get("observed_to")
+    return (_iso(cumulative), _iso(change))
+
+
+def _iso(value):
+    return str(value)[:10] if value else None
+
+
+def _since(date) -> str:
+    return f" since {date}" if date else ""
+
+
+def area_name(summary: dict | None, aoi_name: str | None = None) -> str:
+    """A short name of the area: the one given, the AOI file's, a drawn area, else the points file's."""
+    if aoi_name:
+        return str(aoi_name)
+    inputs = (summary or {}).get("inputs") or {}
+    aoi = inputs.get("aoi")
+    if aoi and Path(str(aoi)).is_file():
+        return Path(str(aoi)).stem
+    if aoi:
+        return "drawn area"
+    points = inputs.get("points")
+    return Path(str(points)).stem if points else "forecast"
+
+
+def result_group_name(out_dir, aoi_name: str | None = None, project: QgsProject | None = None) -> str:
+    """"GroundCast · <area> · to <horizon> · run <HH:MM>" (the run's local time, with its date
+    when not today), so a second run never looks like the first; " (2)" where the name is taken."""
+    summary = _read_summary(Path(out_dir))
+    parts = ["GroundCast", area_name(summary, aoi_name)]
+    dates = summary.get("forecast_dates") or []
+    if dates:
+        parts.append(f"to {_iso(dates[-1])}")
+    created = summary.get("created")
+    try:
+        when = dt.datetime.fromisoformat(str(created)).astimezone()
+    except (TypeError, ValueError):
+        when = None
+    if when is not None:
+        parts.append(f"run {when:%H:%M}" if when.date() == dt.date.today() else f"run {when:%Y-%m-%d %H:%M}")
+    name = " \u00b7 ".join(parts)
+    root = (project or QgsProject.instance()).layerTreeRoot()
+    taken, n = name, 1
+    while root.findGroup(taken) is not None:
+        n += 1
+        taken = f"{name} ({n})"
+    return taken
+
+
+def _raster(out: Path, key: str, name: str):
+    path = out / FILES[key]
+    if not path.exists():
+        return None
+    layer = QgsRasterLayer(str(path), name, "gdal")
+    return layer if layer.isValid() else None
+
+
+def point_changes(out_dir) -> tuple | None:
+    """(pid [N], dates [H], change_mm [N, H]) of the points: the median forecast less the origin's level."""
+    import numpy as np
+
+    from ..engine.baselines import origin_level
+
+    path = Path(out_dir) / FILES["series"]
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            pid, q50, obs = npz["pid"].astype(str), npz["q50_mm"], npz["obs_mm"]
+            dates = npz["dates_fc"].astype("datetime64[D]")
+            if "change_mm" in npz.files:
+                return pid, dates, npz["change_mm"].astype("float64")
+    except (OSError, KeyError, ValueError):
+        return None
+    if q50.shape != (len(pid), len(dates)) or obs.shape[0] != len(pid):
+        return None
+    level = origin_level(obs.astype("float64"), axis=1)
+    return pid, dates, q50.astype("float64") - level[:, None]
+
+
+def _points_timeline(out: Path, points: QgsVectorLayer):
+    """points.gpkg with one change field per forecast date, saved beside; (layer, dates, fields) or None."""
+    import os
+
+    from qgis.core import QgsCoordinateTransformContext, QgsField, QgsFields, QgsVectorFileWriter
+    from qgis.PyQt.QtCore import QVariant
+
+    changes = point_changes(out)
+    if changes is None:
+        return None
+    pid, dates, change = changes
+    dates = [dt.date.fromisoformat(str(d)) for d in dates]
+    fields = [f"change_{d:%Y_%m_%d}" for d in dates]
+    path = out / POINTS_CHANGE_FILE
+    series = out / FILES["series"]
+    uri = f"{path}|layername=points_change"
+    if path.is_file() and path.stat().st_mtime >= series.stat().st_mtime:
+        layer = QgsVectorLayer(uri, "points", "ogr")
+        if layer.isValid() and all(layer.fields().indexOf(f) >= 0 for f in fields):
+            return layer, dates, fields
+    index = {p: i for i, p in enumerate(pid)}
+    if points.fields().indexOf("pid") < 0:
+        return None
+    out_fields = QgsFields(points.fields())
+    for name in fields:
+        out_fields.append(QgsField(name, QVariant.Double))
+    memory = QgsVectorLayer(f"Point?crs={points.crs().authid() or 'EPSG:3035'}", "points", "memory")
+    memory.dataProvider().addAttributes(out_fields.toList())
+    memory.updateFields()
+    features = []
+    for feature in points.getFeatures():
+        i = index.get(str(feature["pid"]))
+        values = [None] * len(fields) if i is None else [
+            float(v) if v == v else None for v in change[i].tolist()]  # NaN -> NULL
+        copy = QgsFeature(memory.fields())
+        copy.setGeometry(feature.geometry())
+        copy.setAttributes(list(feature.attributes()) + values)
+        features.append(copy)
+    memory.dataProvider().addFeatures(features)
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = "points_change"
+    tmp = out / f".{path.stem}.partial.gpkg"
+    try:
+        error = QgsVectorFileWriter.writeAsVectorFormatV3(memory, str(tmp), QgsCoordinateTransformContext(),
+                                                          options)[0]
+        if error != QgsVectorFileWriter.NoError:
+            raise OSError(f"writing {path} failed")
+        os.replace(tmp, path)
+    except (OSError, RuntimeError):
+        # an output folder we cannot write to still gets a timeline, for this session only
+        return memory, dates, fields
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    layer = QgsVectorLayer(uri, "points", "ogr")
+    return (layer, dates, fields) if layer.isValid() else (memory, dates, fields)
+
+
+def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsProject | None = None,
+                      aoi_geometry=None, aoi_name: str | None = None) -> dict:
+    """Add a forecast folder's outputs as styled layers in a new top group.
+
+    `group_name` None: result_group_name(out_dir, aoi_name). Top to bottom: the points, the
+    change since the origin (shown), its 5–95 % band (a subgroup), the exceedance, the
+    cumulative median, the interval width (hidden), and the area of interest as an outline
+    under them all. Returns {"change", "change_q05", "change_q95", "forecast", "interval90",
+    "exceedance", "points", "aoi": layer or None, "group": node}. Raises FileNotFoundError
+    when forecast.tif is missing or unreadable.
     """
     project = project or QgsProject.instance()
     out = Path(out_dir)
     summary = _read_summary(out)
-    forecast_path = out / "forecast.tif"
-    forecast = QgsRasterLayer(str(forecast_path), "Forecast median (mm)", "gdal")
+    cumulative_since, change_since = references(summary)
+    forecast_path = out / FILES["forecast"]
+    name = f"Forecast median, cumulative{_since(cumulative_since)} (mm)"
+    forecast = QgsRasterLayer(str(forecast_path), name, "gdal")
     if not forecast.isValid():
         raise FileNotFoundError(f"{forecast_path} is missing or not a readable raster")
     dates = band_dates(forecast_path)
-    last = forecast.bandCount()
-    horizon = f" at {dates[-1].isoformat()}" if dates else ""
+    horizon = dates[-1].isoformat() if dates else None
+    since = _since(change_since)
 
-    result = {"forecast": forecast, "interval90": None, "exceedance": None, "points": None, "aoi": None}
-    renderer = style_forecast(forecast, band=last)
+    result = dict.fromkeys(("change", "change_q05", "change_q95", "forecast", "interval90", "exceedance",
+                            "points", "aoi"))
+    result["forecast"] = forecast
+    style_forecast(forecast, band=forecast.bandCount())
 
-    interval_path = out / "interval90.tif"
-    if interval_path.exists():
-        layer = QgsRasterLayer(str(interval_path), "90% interval width (mm)", "gdal")
-        if layer.isValid():
-            style_interval(layer, band=layer.bandCount())
-            result["interval90"] = layer
+    change = _raster(out, "change", f"Change{since} (mm)")
+    limit = None
+    if change is not None:
+        style_change(change, band=change.bandCount())
+        limit = change.renderer().classificationMax()
+        result["change"] = change
+        for key, pct in (("change_q05", 5), ("change_q95", 95)):
+            layer = _raster(out, key, f"Change{since}, {pct} % quantile (mm)")
+            if layer is not None:
+                style_change(layer, band=layer.bandCount(), limit=limit, kind=key)  # one scale for all three
+                result[key] = layer
 
-    exceed_path = out / "exceedance.tif"
-    if exceed_path.exists():
-        threshold = summary.get("threshold_mm", (summary.get("inputs") or {}).get("threshold_mm"))
-        name = (f"P(passing {threshold:g} mm)" if isinstance(threshold, (int, float))
-                else "Exceedance probability")
-        layer = QgsRasterLayer(str(exceed_path), name, "gdal")
-        if layer.isValid():
-            style_exceedance(layer, band=layer.bandCount())
-            result["exceedance"] = layer
+    interval = _raster(out, "interval90", "90 % interval width (mm)")
+    if interval is not None:
+        style_interval(interval, band=interval.bandCount())
+        result["interval90"] = interval
 
-    points_path = out / "points.gpkg"
+    threshold = summary.get("threshold_mm", (summary.get("inputs") or {}).get("threshold_mm"))
+    name = (f"P(passing {_fmt(threshold)} mm{since})" if isinstance(threshold, (int, float))
+            else f"Exceedance probability{since}")
+    exceedance = _raster(out, "exceedance", name)
+    if exceedance is not None:
+        style_exceedance(exceedance, band=exceedance.bandCount())
+        result["exceedance"] = exceedance
+
+    points_path = out / FILES["points"]
     if points_path.exists():
-        layer = QgsVectorLayer(f"{points_path}|layername=points", f"Points: forecast{horizon}", "ogr")
-        if layer.isValid():
-            style_points(layer, vmax=renderer.classificationMax())
+        points = QgsVectorLayer(f"{points_path}|layername=points", "points", "ogr")
+        timeline = _points_timeline(out, points) if points.isValid() and change is not None else None
+        if timeline is not None:
+            layer, point_dates, fields = timeline
+            layer.setName(f"Points: change{since} (follows the timeline)")
+            style_points(layer, vmax=limit, field=fields[-1])
+            set_point_timeline(layer, point_dates, fields)
             result["points"] = layer
+        elif points.isValid():
+            at = f" at {horizon}" if horizon else ""
+            points.setName(f"Points: cumulative{_since(cumulative_since)}{at} (fixed)")
+            style_points(points, vmax=forecast.renderer().classificationMax())
+            result["points"] = points
 
     result["aoi"] = _aoi_layer(aoi_geometry, forecast.crs(), summary, out)
 
-    for key in ("forecast", "interval90", "exceedance"):
+    for key in ("change", "change_q05", "change_q95", "forecast", "interval90", "exceedance"):
         layer = result[key]
         if layer is not None:
             layer_dates = band_dates(layer.source()) or dates
@@ -532,16 +771,28 @@ def add_result_layers(out_dir: str, group_name: str, project: QgsProject | None 
                 set_temporal(layer, layer_dates, project)
 
     root = project.layerTreeRoot()
-    group = root.insertGroup(0, group_name)
-    # top to bottom: outline, points, forecast; the other two rasters start hidden
-    for key in ("aoi", "points", "forecast", "interval90", "exceedance"):
+    group = root.insertGroup(0, group_name or result_group_name(out, aoi_name, project))
+    shown = {"points", "change", "aoi"} if change is not None else {"points", "forecast", "aoi"}
+
+    def add(parent, key):
         layer = result[key]
         if layer is None:
-            continue
+            return
         project.addMapLayer(layer, False)
-        node = group.addLayer(layer)
-        if key in ("interval90", "exceedance"):
+        node = parent.addLayer(layer)
+        if key not in shown:
             node.setItemVisibilityChecked(False)
             node.setExpanded(False)
+
+    add(group, "points")
+    add(group, "change")
+    if result["change_q05"] is not None or result["change_q95"] is not None:
+        band = group.addGroup(f"5\u201395 % band of the change{since}")
+        band.setItemVisibilityChecked(False)
+        band.setExpanded(False)
+        add(band, "change_q95")
+        add(band, "change_q05")
+    for key in ("exceedance", "forecast", "interval90", "aoi"):  # the outline under the results
+        add(group, key)
     result["group"] = group
     return result
