@@ -33,7 +33,7 @@ class TrainedModel:
 
 def pick_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but torch finds no CUDA GPU on this machine.")
+        raise InputError("The CUDA device was chosen, but this computer has no CUDA GPU; choose auto or cpu.")
     if name in ("auto", "cuda") and torch.cuda.is_available():
         return "cuda"
     return "cpu"
@@ -137,7 +137,9 @@ def _fit_on(
             train_loss += loss.item() / options.steps_per_epoch
             if progress is not None:
                 done = (epoch * options.steps_per_epoch + step + 1) / total_steps
-                progress.progress(done, f"training epoch {epoch + 1}/{options.epochs}, loss {train_loss:.3f}")
+                mean_loss = train_loss * options.steps_per_epoch / (step + 1)  # so far in this pass
+                progress.progress(done, f"training pass {epoch + 1}/{options.epochs}, "
+                                        f"mean loss {mean_loss:.3f}")
         val_loss = evaluate(model, val_batches, config, device)
         history.append(
             {
@@ -156,7 +158,7 @@ def _fit_on(
                 break
     if best_state is None:  # the validation loss was never finite
         raise InputError("training diverged (the validation loss is not a number); check the input "
-                         "series for extreme values, or try another --seed.")
+                         "series for extreme values, or try another random seed.")
     model.load_state_dict(best_state)
     model.eval()
     log_info = {
