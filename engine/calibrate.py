@@ -12,6 +12,7 @@ import numpy as np
 
 from .baselines import origin_level, persistence, timefn_fit
 from .prepare import Scene
+from .progress import check_cancel
 from .windows import forecast_dates
 
 Z90 = 1.6448536
@@ -127,7 +128,8 @@ def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
     return out
 
 
-def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False):
+def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False,
+                     progress=None):
     """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
@@ -145,7 +147,7 @@ def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_step
         cal = PointModel.at(scene, cut, dates_cal)
         truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
     cells = cal_cells[:, :n_seen]
-    shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth)
+    shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth, progress)
     factor = interval_scale(cal.quantiles(cells, shares), truth)
     return extend(shares, horizon_steps), extend(factor, horizon_steps)
 
@@ -156,12 +158,14 @@ def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) ->
     return fit.predict(dates_fc).T
 
 
-def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np.ndarray:
+def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray, progress=None) -> np.ndarray:
     """Least-squares shares [D, H], each in [0, 1], of the departures [D, H, N] that best explain
     truth - raw median.
 
     The bounds are part of the fit, not a clip afterwards: the departures are strongly
     correlated, and clipping an unconstrained solution can leave a share far from optimal.
+    Each step's problem is scaled to values of at most 1 (the shares do not change) and its
+    iterations are bounded, so no input can keep the solver going.
     """
     from scipy.optimize import lsq_linear
 
@@ -169,11 +173,14 @@ def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray) -> np
     shares = np.zeros((D, H))
     resid = truth - raw[1]
     for h in range(H):
+        check_cancel(progress)
         sl = slice(max(h - 3, 0), h + 4)  # pool neighbouring steps for stability
         y, X = resid[sl].ravel(), departures[:, sl].reshape(D, -1).T
         ok = np.isfinite(y) & np.isfinite(X).all(1)
         if ok.sum() >= 50:
-            shares[:, h] = lsq_linear(X[ok].astype(float), y[ok].astype(float), bounds=(0.0, 1.0)).x
+            X, y = X[ok].astype(float), y[ok].astype(float)
+            scale = max(np.abs(X).max(), np.abs(y).max(), 1e-12)
+            shares[:, h] = lsq_linear(X / scale, y / scale, bounds=(0.0, 1.0), max_iter=100).x
         elif h:
             shares[:, h] = shares[:, h - 1]
     return shares
