@@ -82,12 +82,23 @@ def result_dir(tmp_path):
     np.savez_compressed(tmp_path / "series.npz", pid=np.array(pids), x=np.zeros(4), y=np.zeros(4),
                         dates_obs=np.array(obs_dates, dtype="datetime64[D]").astype(np.int64), obs_mm=obs,
                         dates_fc=np.array(DATES, dtype="datetime64[D]").astype(np.int64),
-                        q05_mm=q50 - 2, q50_mm=q50, q95_mm=q50 + 2)
+                        level_mm=level, q05_mm=q50 - 2, q50_mm=q50, q95_mm=q50 + 2)
     summary = {"observed_from": FIRST.isoformat(), "observed_to": ORIGIN.isoformat(),
+               "references": {"cumulative_since": FIRST.isoformat(), "change_since": ORIGIN.isoformat()},
                "forecast_dates": [d.isoformat() for d in DATES], "created": "2025-01-02T13:32:00+00:00",
                "inputs": {"threshold_mm": -10.0, "aoi": None, "points": "/data/Ustica.csv"}}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
+    write_manifest(tmp_path)
     return tmp_path
+
+
+def write_manifest(folder):
+    """The manifest a finished run leaves: it lists the files GroundCast wrote."""
+    from engine.results import MANIFEST, SCHEMA_VERSION
+
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    (folder / MANIFEST).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "kind": "forecast",
+                                               "files": files}))
 
 
 def _reddish(color):
@@ -317,9 +328,11 @@ def test_points_follow_the_timeline(result_dir, qgis_new_project):
     assert points.temporalProperties().isActive()
     values = {f["pid"]: f[f"change_{DATES[-1]:%Y_%m_%d}"] for f in points.getFeatures()}
     assert values["p0"] == pytest.approx(-4.0) and values["p3"] == pytest.approx(2.0)
-    assert points.source().startswith(str(result_dir / layers.POINTS_CHANGE_FILE))
+    assert points.source().startswith(str(result_dir / layers.POINTS_CHANGE))
     # without the series the points cannot follow: the name says they are fixed
     (result_dir / "series.npz").unlink()
-    (result_dir / layers.POINTS_CHANGE_FILE).unlink()
+    (result_dir / layers.POINTS_CHANGE).unlink()
+    (result_dir / "groundcast.json").unlink()
+    write_manifest(result_dir)
     fixed = layers.add_result_layers(str(result_dir), "t2", QgsProject.instance())["points"]
     assert "(fixed)" in fixed.name() and DATES[-1].isoformat() in fixed.name()

@@ -29,7 +29,6 @@ The style's min/max are shared by all bands, so colours stay comparable while sc
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from pathlib import Path
 
@@ -57,6 +56,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDateTime, QObject, QTime, Qt
 from qgis.PyQt.QtGui import QColor
+
+from ..engine.results import FORECAST, POINTS_CHANGE, SERIES
 
 BAND_DATES_KEY = "groundcast/band_dates"
 DEFAULT_BAND_KEY = "groundcast/default_band"
@@ -463,13 +464,6 @@ def sync_temporal_controller(canvas, project: QgsProject | None = None, frame: i
 
 
 # -- the whole result ----------------------------------------------------------------------
-def _read_summary(out_dir: Path) -> dict:
-    try:
-        return json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def _aoi_layer(aoi_geometry, crs: QgsCoordinateReferenceSystem, summary: dict, out_dir: Path):
     """The AOI outline layer, or None. Accepts QgsGeometry (results' CRS), WKT text optionally
     prefixed "EPSG:xxxx;" (RunConfig.aoi's form) or a polygon file path; None reads summary.json."""
@@ -535,11 +529,11 @@ def _save_beside(layer: QgsVectorLayer, path: Path):
     return saved if saved.isValid() else None
 
 
-# the output folder's files (engine/results.py names them; these are its documented names)
-FILES = {"forecast": "forecast.tif", "change": "change.tif", "change_q05": "change_q05.tif",
-         "change_q95": "change_q95.tif", "interval90": "interval90.tif", "exceedance": "exceedance.tif",
-         "points": "points.gpkg", "series": "series.npz", "summary": "summary.json"}
-POINTS_CHANGE_FILE = "points_change.gpkg"  # written here: the points' change per forecast date
+def open_run(out_dir):
+    """The forecast in `out_dir` (engine.results.ForecastRun); InputError, one sentence, otherwise."""
+    from ..engine.results import ForecastRun
+
+    return ForecastRun.open(out_dir, kind="forecast")
 
 
 def references(summary: dict | None) -> tuple:
@@ -580,7 +574,7 @@ def area_name(summary: dict | None, aoi_name: str | None = None) -> str:
 def result_group_name(out_dir, aoi_name: str | None = None, project: QgsProject | None = None) -> str:
     """"GroundCast · <area> · to <horizon> · run <HH:MM>" (the run's local time, with its date
     when not today), so a second run never looks like the first; " (2)" where the name is taken."""
-    summary = _read_summary(Path(out_dir))
+    summary = open_run(out_dir).summary or {}
     parts = ["GroundCast", area_name(summary, aoi_name)]
     dates = summary.get("forecast_dates") or []
     if dates:
@@ -601,52 +595,52 @@ def result_group_name(out_dir, aoi_name: str | None = None, project: QgsProject 
     return taken
 
 
-def _raster(out: Path, key: str, name: str):
-    path = out / FILES[key]
-    if not path.exists():
+def _raster(run, kind: str, name: str):
+    path = run.raster(kind)
+    if path is None or not path.exists():
         return None
     layer = QgsRasterLayer(str(path), name, "gdal")
     return layer if layer.isValid() else None
 
 
-def point_changes(out_dir) -> tuple | None:
-    """(pid [N], dates [H], change_mm [N, H]) of the points: the median forecast less the origin's level."""
-    import numpy as np
+def point_changes(run) -> tuple | None:
+    """(pid [N], dates [H], change_mm [N, H]) of a ForecastRun's points: median less the origin's level."""
+    from ..engine.errors import InputError
 
-    from ..engine.baselines import origin_level
-
-    path = Path(out_dir) / FILES["series"]
-    if not path.is_file():
+    if run.file(SERIES) is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            pid, q50, obs = npz["pid"].astype(str), npz["q50_mm"], npz["obs_mm"]
-            dates = npz["dates_fc"].astype("datetime64[D]")
-            if "change_mm" in npz.files:
-                return pid, dates, npz["change_mm"].astype("float64")
-    except (OSError, KeyError, ValueError):
+        q50 = run.series_values("q50_mm")
+        try:
+            level = run.series_values("level_mm")
+        except InputError:  # a series without the level: the engine's own definition of it
+            from ..engine.baselines import origin_level
+
+            level = origin_level(run.series_values("obs_mm"), axis=1).astype("float64")
+        dates = run.series_dates[1]
+    except InputError:
         return None
-    if q50.shape != (len(pid), len(dates)) or obs.shape[0] != len(pid):
+    if q50.shape != (run.n_points, len(dates)) or level.shape != (run.n_points,):
         return None
-    level = origin_level(obs.astype("float64"), axis=1)
-    return pid, dates, q50.astype("float64") - level[:, None]
+    return run.pids, dates, q50 - level[:, None]
 
 
-def _points_timeline(out: Path, points: QgsVectorLayer):
+def _points_timeline(run, points: QgsVectorLayer):
     """points.gpkg with one change field per forecast date, saved beside; (layer, dates, fields) or None."""
     import os
 
     from qgis.core import QgsCoordinateTransformContext, QgsField, QgsFields, QgsVectorFileWriter
     from qgis.PyQt.QtCore import QVariant
 
-    changes = point_changes(out)
+    changes = point_changes(run)
     if changes is None:
         return None
     pid, dates, change = changes
     dates = [dt.date.fromisoformat(str(d)) for d in dates]
     fields = [f"change_{d:%Y_%m_%d}" for d in dates]
-    path = out / POINTS_CHANGE_FILE
-    series = out / FILES["series"]
+    out = run.path
+    path = out / POINTS_CHANGE
+    series = run.file(SERIES)
     uri = f"{path}|layername=points_change"
     if path.is_file() and path.stat().st_mtime >= series.stat().st_mtime:
         layer = QgsVectorLayer(uri, "points", "ogr")
@@ -700,13 +694,15 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
     cumulative median, the interval width (hidden), and the area of interest as an outline
     under them all. Returns {"change", "change_q05", "change_q95", "forecast", "interval90",
     "exceedance", "points", "aoi": layer or None, "group": node}. Raises FileNotFoundError
-    when forecast.tif is missing or unreadable.
+    when forecast.tif is missing or unreadable, engine.errors.InputError (one sentence) when
+    `out_dir` is no forecast folder.
     """
     project = project or QgsProject.instance()
     out = Path(out_dir)
-    summary = _read_summary(out)
+    run = open_run(out)
+    summary = run.summary or {}
     cumulative_since, change_since = references(summary)
-    forecast_path = out / FILES["forecast"]
+    forecast_path = run.raster("forecast") or out / FORECAST
     name = f"Forecast median, cumulative{_since(cumulative_since)} (mm)"
     forecast = QgsRasterLayer(str(forecast_path), name, "gdal")
     if not forecast.isValid():
@@ -720,19 +716,19 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
     result["forecast"] = forecast
     style_forecast(forecast, band=forecast.bandCount())
 
-    change = _raster(out, "change", f"Change{since} (mm)")
+    change = _raster(run, "change", f"Change{since} (mm)")
     limit = None
     if change is not None:
         style_change(change, band=change.bandCount())
         limit = change.renderer().classificationMax()
         result["change"] = change
         for key, pct in (("change_q05", 5), ("change_q95", 95)):
-            layer = _raster(out, key, f"Change{since}, {pct} % quantile (mm)")
+            layer = _raster(run, key, f"Change{since}, {pct} % quantile (mm)")
             if layer is not None:
                 style_change(layer, band=layer.bandCount(), limit=limit, kind=key)  # one scale for all three
                 result[key] = layer
 
-    interval = _raster(out, "interval90", "90 % interval width (mm)")
+    interval = _raster(run, "interval90", "90 % interval width (mm)")
     if interval is not None:
         style_interval(interval, band=interval.bandCount())
         result["interval90"] = interval
@@ -740,15 +736,15 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
     threshold = summary.get("threshold_mm", (summary.get("inputs") or {}).get("threshold_mm"))
     name = (f"P(passing {_fmt(threshold)} mm{since})" if isinstance(threshold, (int, float))
             else f"Exceedance probability{since}")
-    exceedance = _raster(out, "exceedance", name)
+    exceedance = _raster(run, "exceedance", name)
     if exceedance is not None:
         style_exceedance(exceedance, band=exceedance.bandCount())
         result["exceedance"] = exceedance
 
-    points_path = out / FILES["points"]
-    if points_path.exists():
+    points_path = run.points_path
+    if points_path is not None and points_path.exists():
         points = QgsVectorLayer(f"{points_path}|layername=points", "points", "ogr")
-        timeline = _points_timeline(out, points) if points.isValid() and change is not None else None
+        timeline = _points_timeline(run, points) if points.isValid() and change is not None else None
         if timeline is not None:
             layer, point_dates, fields = timeline
             layer.setName(f"Points: change{since} (follows the timeline)")
