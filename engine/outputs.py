@@ -15,21 +15,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from .fileio import atomic_path
+from .definitions import ATTRIBUTION, MODEL_COLORS, MODEL_LABELS, PRIMARY_MODEL
+from .fileio import atomic_path, gdal_errors_raise
 
-ATTRIBUTION = "Contains modified Copernicus EGMS data"
-PRIMARY_MODEL = "mmstt"
-MODEL_LABELS = {"mmstt": "MM-STT", "timefn": "Time function", "persistence": "Persistence"}
-# Fixed colours so a model looks the same in the RMSE panel, the series panels and QGIS.
-MODEL_COLORS = {"mmstt": "tab:blue", "timefn": "tab:orange", "persistence": "tab:green"}
+__all__ = ["ATTRIBUTION", "MODEL_COLORS", "MODEL_LABELS", "PRIMARY_MODEL", "plot_backtest", "plot_series",
+           "write_band_stack", "write_json", "write_points_gpkg", "write_series_npz"]
 
 
 def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: float = -9999.0,
-                     description: str = "GroundCast forecast") -> None:
+                     description: str = "GroundCast forecast", reference: str | None = None) -> None:
     """GeoTIFF with one float32 band per date of `values` [B, H, W]; NaN is written as `nodata`.
 
     Band descriptions are the ISO dates (QGIS shows them in the band list); the dataset carries
-    GROUNDCAST_DATES (comma-separated) and the EGMS attribution.
+    GROUNDCAST_DATES (comma-separated), the EGMS attribution and, with `reference` ("change since
+    2024-12-25"), what the values count from (GROUNDCAST_REFERENCE). A GDAL error while writing
+    (a full disk) raises OSError, and the file is read back before it is renamed into place.
     """
     band_dates = [str(np.datetime64(d, "D")) for d in band_dates]
     values = np.asarray(values)
@@ -41,16 +41,33 @@ def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: f
                    dtype="float32", crs=grid.crs, transform=grid.transform, nodata=nodata,
                    tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=3,
                    interleave="band", bigtiff="if_safer")
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        # Band by band, so a million-cell stack is never copied whole.
-        for band, date in enumerate(band_dates, start=1):
-            layer = values[band - 1]
-            dst.write(np.where(np.isfinite(layer), layer, nodata).astype(np.float32), band)
-            dst.set_band_description(band, date)
-            dst.set_band_unit(band, unit)
-            dst.update_tags(band, DATE=date)
-        dst.update_tags(GROUNDCAST_DATES=",".join(band_dates), ATTRIBUTION=ATTRIBUTION,
-                        TIFFTAG_IMAGEDESCRIPTION=description)
+    tags = dict(GROUNDCAST_DATES=",".join(band_dates), ATTRIBUTION=ATTRIBUTION,
+                TIFFTAG_IMAGEDESCRIPTION=f"{description}, {reference}" if reference else description)
+    if reference:
+        tags["GROUNDCAST_REFERENCE"] = reference
+    with atomic_path(path) as tmp:
+        with gdal_errors_raise(path), rasterio.open(tmp, "w", **profile) as dst:
+            # Band by band, so a million-cell stack is never copied whole.
+            for band, date in enumerate(band_dates, start=1):
+                layer = values[band - 1]
+                dst.write(np.where(np.isfinite(layer), layer, nodata).astype(np.float32), band)
+                dst.set_band_description(band, date)
+                dst.set_band_unit(band, unit)
+                dst.update_tags(band, DATE=date)
+            dst.update_tags(**tags)
+        _check_band_stack(tmp, path, len(band_dates), grid)
+
+
+def _check_band_stack(tmp, path, count: int, grid) -> None:
+    """Read the written file back: its shape, and the last row of every band (where a cut-off file
+    loses data first)."""
+    from rasterio.windows import Window
+
+    with gdal_errors_raise(path), rasterio.open(tmp) as src:
+        if (src.count, src.height, src.width) != (count, grid.height, grid.width):
+            raise OSError(f"{Path(path).name} reads back as {src.count} bands of {src.height} x {src.width}")
+        for band in range(1, count + 1):
+            src.read(band, window=Window(0, grid.height - 1, grid.width, 1))
 
 
 def _field_type(name, column):
@@ -90,9 +107,14 @@ def write_points_gpkg(path, x, y, crs, fields: dict, layer: str = "points") -> N
         for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist()))
     )
     schema = {"geometry": "Point", "properties": types}
-    with atomic_path(path) as tmp, fiona.open(tmp, "w", driver="GPKG", layer=layer, schema=schema,
-                                              crs_wkt=pyproj.CRS.from_user_input(crs).to_wkt()) as dst:
-        dst.writerecords(features)
+    with atomic_path(path) as tmp:
+        # a spatial index, so QGIS draws and identifies a large layer quickly
+        with fiona.open(tmp, "w", driver="GPKG", layer=layer, schema=schema, SPATIAL_INDEX="YES",
+                        crs_wkt=pyproj.CRS.from_user_input(crs).to_wkt()) as dst:
+            dst.writerecords(features)
+        with fiona.open(tmp, layer=layer) as check:
+            if len(check) != len(x):
+                raise OSError(f"{Path(path).name} reads back with {len(check)} of {len(x)} points")
 
 
 def _jsonable(obj):
@@ -138,13 +160,14 @@ def _npz_array(name, value):
 
 
 def write_series_npz(path, **arrays) -> None:
-    """Compressed npz that loads with allow_pickle=False; datetime64 arrays become int64 days
-    since 1970-01-01 and string object arrays become unicode arrays."""
+    """npz that loads with allow_pickle=False; datetime64 arrays become int64 days since
+    1970-01-01 and string object arrays become unicode arrays. Stored uncompressed, so a reader
+    can map one point's row from disk without loading the others (engine.results.ForecastRun)."""
     arrays = {name: _npz_array(name, value) for name, value in arrays.items()}
     with atomic_path(path) as tmp:
         # A file object, because numpy appends ".npz" to a path that does not end with it.
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez(f, **arrays)
         with np.load(tmp, allow_pickle=False) as check:
             for name in check.files:
                 check[name]
