@@ -97,6 +97,10 @@ class Batch:
     def to(self, device) -> Batch:
         return Batch(**{f.name: torch.as_tensor(getattr(self, f.name)).to(device) for f in fields(self)})
 
+    def __getitem__(self, tiles) -> Batch:
+        """The batch of the tiles selected by a slice, an index array or a mask."""
+        return Batch(**{f.name: getattr(self, f.name)[tiles] for f in fields(self)})
+
 
 def time_features(dates: np.ndarray) -> np.ndarray:
     """[T] datetime64[D] -> [T, 5] float32: sin/cos day of year, sin/cos month, (decimal year - 2020) / 10."""

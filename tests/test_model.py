@@ -119,7 +119,7 @@ def test_inductive_no_parameter_depends_on_cells_or_tiles():
     batch = make_batch(model.config, B=4, S=16)
     with torch.no_grad():
         together = model(batch)[2]
-        alone = model({k: v[2:3] for k, v in batch.items()})[0]
+        alone = model(batch[2:3])[0]
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
@@ -132,8 +132,8 @@ def test_tiny_model_overfits_a_tiny_series():
     series = rate * t[:, None, None] / 6 + 0.5 * torch.sin(2 * math.pi * t / 10)[:, None, None]
     series = torch.stack([series, -0.5 * series])             # two tiles
     batch = make_batch(config, B=2, seed=5)
-    batch.update(history=series[:, :L], history_mask=torch.ones(2, L, S, S, dtype=torch.bool),
-                 baselines=torch.zeros(2, config.n_baselines, H, S, S))
+    batch = dataclasses.replace(batch, history=series[:, :L], history_mask=torch.ones(2, L, S, S, dtype=torch.bool),
+                                baselines=torch.zeros(2, config.n_baselines, H, S, S))
     target, mask = series[:, L:], torch.ones(2, H, S, S, dtype=torch.bool)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
