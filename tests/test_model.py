@@ -132,7 +132,8 @@ def test_tiny_model_overfits_a_tiny_series():
     series = rate * t[:, None, None] / 6 + 0.5 * torch.sin(2 * math.pi * t / 10)[:, None, None]
     series = torch.stack([series, -0.5 * series])             # two tiles
     batch = make_batch(config, B=2, seed=5)
-    batch = dataclasses.replace(batch, history=series[:, :L], history_mask=torch.ones(2, L, S, S, dtype=torch.bool),
+    batch = dataclasses.replace(batch, history=series[:, :L],
+                                history_mask=torch.ones(2, L, S, S, dtype=torch.bool),
                                 baselines=torch.zeros(2, config.n_baselines, H, S, S))
     target, mask = series[:, L:], torch.ones(2, H, S, S, dtype=torch.bool)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
