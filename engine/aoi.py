@@ -10,7 +10,7 @@ import shapely.wkt
 from shapely.geometry import shape
 from shapely.errors import GEOSException
 
-from .crs import crs_string, parse_crs, same_crs, transform_geometry
+from .crs import check_geographic_range, crs_string, parse_crs, same_crs, transform_geometry
 from .errors import InputError
 
 _WKT_START = re.compile(r"^\s*(MULTI)?POLYGON\b|^\s*GEOMETRYCOLLECTION\b", re.IGNORECASE)
@@ -22,6 +22,7 @@ class AOI:
     geometry: object  # shapely Polygon or MultiPolygon, valid and not empty
     crs: str
     source: str       # file path, or "WKT text"
+    notes: tuple[str, ...] = ()  # what reading repaired, one sentence each (for the log and summary)
 
     def to_crs(self, crs) -> AOI:
         """The same area in `crs`; edges are densified first so they follow the reprojection."""
@@ -29,7 +30,8 @@ class AOI:
         if same_crs(self.crs, target):
             return self
         moved = transform_geometry(self.geometry, self.crs, target, f"area of interest {self.source}")
-        return AOI(_polygonal(moved, self.source, f"after reprojection to {target}"), target, self.source)
+        return AOI(_polygonal(moved, self.source, f"after reprojection to {target}"), target, self.source,
+                   self.notes)
 
 
 def read_aoi(source, default_crs: str = "EPSG:3035") -> AOI:
@@ -63,7 +65,10 @@ def _from_wkt(text: str, default_crs: str) -> AOI:
         geometry = shapely.wkt.loads(text[prefix.end():] if prefix else text)
     except (GEOSException, ValueError) as exc:
         raise InputError(f"area of interest WKT text: not valid WKT ({str(exc).splitlines()[0]}).") from None
-    return AOI(_polygonal(geometry, "WKT text"), crs, "WKT text")
+    check_geographic_range(geometry.bounds, crs, "area of interest WKT text",
+                           "put their EPSG code before the text (EPSG:3035;POLYGON(...))")
+    notes = _repair_notes([geometry], "WKT text")
+    return AOI(_polygonal(geometry, "WKT text"), crs, "WKT text", notes)
 
 
 def _from_file(path: Path) -> AOI:
@@ -87,9 +92,23 @@ def _from_file(path: Path) -> AOI:
     if not crs_wkt:
         raise InputError(f"area of interest {path}: has no coordinate reference system (for a shapefile, "
                          "a .prj file).")
-    parse_crs(crs_wkt, f"area of interest {path}")
+    label = f"area of interest {path}"
+    parse_crs(crs_wkt, label)
+    check_geographic_range(shapely.total_bounds(polygons), crs_wkt, label,
+                           "save the area with its true coordinate system (GDAL reads a GeoJSON \"crs\" "
+                           "it does not know as EPSG:4326)")
+    notes = _repair_notes(polygons, str(path))
     union = shapely.union_all([shapely.make_valid(p) for p in polygons])
-    return AOI(_polygonal(union, str(path)), crs_string(crs_wkt, str(path)), str(path))
+    return AOI(_polygonal(union, str(path)), crs_string(crs_wkt, str(path)), str(path), notes)
+
+
+def _repair_notes(polygons, source: str) -> tuple[str, ...]:
+    n_invalid = int((~shapely.is_valid(polygons)).sum())
+    if not n_invalid:
+        return ()
+    what = "polygon was" if n_invalid == 1 else "polygons were"
+    return (f"area of interest {source}: {n_invalid:,} invalid {what} repaired (self-crossing or "
+            "doubled edges); check that the area is the one meant.",)
 
 
 def _polygonal(geometry, source: str, when: str = ""):

@@ -43,6 +43,23 @@ def require_metric(crs_like, source: str) -> CRS:
     return crs
 
 
+def check_geographic_range(bounds, crs_like, source: str,
+                           remedy: str = "give their true coordinate system") -> None:
+    """InputError when a geographic CRS is given to coordinates that cannot be degrees.
+
+    GDAL reads a GeoJSON whose "crs" it does not know as EPSG:4326, so metres arrive labelled
+    as degrees; this says so instead of failing later in a transformation.
+    """
+    crs = parse_crs(crs_like, source)
+    if not crs.is_geographic:
+        return
+    x0, y0, x1, y1 = (float(b) for b in bounds)
+    if max(abs(x0), abs(x1)) <= 360 and max(abs(y0), abs(y1)) <= 90:
+        return
+    raise InputError(f"{source}: the coordinates (x {x0:.6g} to {x1:.6g}, y {y0:.6g} to {y1:.6g}) cannot be "
+                     f"degrees, but their coordinate system is {crs_string(crs)}; {remedy}.")
+
+
 def transform_xy(x, y, src_crs, dst_crs, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Transform coordinate arrays (x = easting/longitude); InputError if any result is not finite."""
     src, dst = parse_crs(src_crs, source), parse_crs(dst_crs, source)
@@ -55,16 +72,20 @@ def transform_xy(x, y, src_crs, dst_crs, source: str) -> tuple[np.ndarray, np.nd
                          f"({_first_line(exc)}).") from None
     tx, ty = np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
     if not (np.isfinite(tx).all() and np.isfinite(ty).all()):
-        raise InputError(f"{source}: some coordinates cannot be transformed from {crs_string(src)} "
-                         f"to {crs_string(dst)}.")
+        bad = ~(np.isfinite(tx) & np.isfinite(ty))
+        x_bad, y_bad = np.asarray(x, dtype=np.float64)[bad], np.asarray(y, dtype=np.float64)[bad]
+        raise InputError(f"{source}: {int(bad.sum()):,} coordinates (such as {x_bad[0]:.6g}, {y_bad[0]:.6g}) "
+                         f"cannot be transformed from {crs_string(src)} to {crs_string(dst)}; check the "
+                         "file's coordinate system.")
     return tx, ty
 
 
 def transform_geometry(geometry, src_crs, dst_crs, source: str, max_segment: float | None = None):
-    """Transform a shapely geometry; edges are first cut into segments of at most `max_segment`
-    (source units; default 1/64 of the geometry's extent) so they bend as the projection does."""
+    """Transform a shapely geometry, or an array of them in one pass; edges are first cut into
+    segments of at most `max_segment` (source units; default 1/64 of the extent) so they bend as
+    the projection does."""
     if max_segment is None:
-        x_min, y_min, x_max, y_max = geometry.bounds
+        x_min, y_min, x_max, y_max = shapely.total_bounds(geometry)
         max_segment = max(x_max - x_min, y_max - y_min) / 64
     dense = shapely.segmentize(geometry, max_segment) if max_segment > 0 else geometry
 

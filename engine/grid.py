@@ -13,6 +13,16 @@ from .progress import check_cancel
 
 _BATCH_VALUES = 4_000_000  # values gathered at once when taking medians: bounds the working memory
 
+# What a run holds per grid cell, measured on the arrays it makes: per epoch the cube's median
+# (float32) and count (uint16), the training area's copy and the data masks; per forecast step
+# three quantile maps (float32) in about six copies (calibration, blending, the written maps);
+# per cell the priors and class maps.
+BYTES_PER_CELL_EPOCH = 12
+BYTES_PER_CELL_STEP = 72
+BYTES_PER_CELL = 64
+OUTLIER_MIN_DISTANCE_M = 10_000.0  # nearer than this to the others a point is never an outlier
+NOTE_ABOVE_BYTES = 500_000_000     # a run's memory is noted in the log above this
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -81,6 +91,94 @@ class Cube:
         rows, cols = slice(row0, row0 + grid.height), slice(col0, col0 + grid.width)
         return Cube(grid=grid, dates=self.dates, displacement_mm=self.displacement_mm[:, rows, cols],
                     count=self.count[:, rows, cols])
+
+
+def memory_budget_bytes() -> int:
+    """What one run may hold: half of this computer's memory (4 GB when that cannot be read)."""
+    try:
+        import os
+
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    except (AttributeError, ValueError, OSError):
+        return 4_000_000_000
+
+
+def size_text(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def grid_shape(bounds, cell_size_m: float) -> tuple[int, int]:
+    """(height, width) of make_grid(bounds, cell_size_m), computed without making anything."""
+    x0, y0, x1, y1 = (float(b) for b in bounds)
+    size = float(cell_size_m)
+    width = math.floor(x1 / size) + 1 - math.floor(x0 / size)
+    height = math.ceil(y1 / size) - math.ceil(y0 / size) + 1
+    return height, width
+
+
+def run_bytes(n_cells: int, n_epochs: int, horizon_steps: int = 0) -> int:
+    """Estimated memory of a run on `n_cells` grid cells over `n_epochs` regular epochs."""
+    return int(n_cells) * (BYTES_PER_CELL + BYTES_PER_CELL_EPOCH * int(n_epochs)
+                           + BYTES_PER_CELL_STEP * int(horizon_steps))
+
+
+def check_grid_budget(bounds, cell_size_m: float, n_epochs: int, budget_bytes: int | None, source: str,
+                      horizon_steps: int = 0) -> int:
+    """The estimated memory of a run on the grid covering `bounds`, before anything is allocated.
+
+    Over `budget_bytes` (None: memory_budget_bytes()) it is refused in one sentence naming `source`
+    (the points or the area of interest) and the remedy. Returns the estimate in bytes.
+    """
+    if not (math.isfinite(cell_size_m) and cell_size_m > 0):
+        raise InputError(f"{source}: the cell size must be a positive number of metres, not {cell_size_m}.")
+    if not all(math.isfinite(float(b)) for b in bounds):
+        raise InputError(f"{source}: the extent {tuple(bounds)} is not a valid area.")
+    budget = memory_budget_bytes() if budget_bytes is None else int(budget_bytes)
+    height, width = grid_shape(bounds, cell_size_m)
+    need = run_bytes(height * width, n_epochs, horizon_steps)
+    if need > budget:
+        raise InputError(f"{source}: a grid of {width:,} × {height:,} cells of {cell_size_m:g} m over "
+                         f"{n_epochs:,} epochs needs about {size_text(need)} of memory, over the budget of "
+                         f"{size_text(budget)}; give a smaller area of interest or a larger cell size.")
+    return need
+
+
+def outlying_points(x, y) -> tuple[np.ndarray, float]:
+    """(mask of the points far from the rest, the distance in metres that made them so).
+
+    A point is far when it lies further from the median centre than five times the distance
+    within which three quarters of the points lie, and at least OUTLIER_MIN_DISTANCE_M: a
+    stray point at 0, 0 or in degrees, not the edge of a spread-out area.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape[0] < 3:
+        return np.zeros(x.shape[0], bool), math.inf
+    distance = np.hypot(x - np.median(x), y - np.median(y))
+    reach = max(5 * float(np.quantile(distance, 0.75)), OUTLIER_MIN_DISTANCE_M)
+    return distance > reach, reach
+
+
+def check_outlying_points(x, y, ids, cell_size_m: float, source: str, max_growth: float = 10.0) -> None:
+    """InputError naming the points far from the rest when they spread the grid over more than
+    `max_growth` times the cells the others need."""
+    far, reach = outlying_points(x, y)
+    if not far.any() or far.all():
+        return
+    x, y, ids = np.asarray(x), np.asarray(y), np.asarray(ids)
+    half = cell_size_m / 2
+
+    def cells(keep):
+        h, w = grid_shape((x[keep].min() - half, y[keep].min() - half, x[keep].max() + half,
+                           y[keep].max() + half), cell_size_m)
+        return h * w
+
+    if cells(np.ones(x.shape[0], bool)) <= max_growth * cells(~far):
+        return
+    n = int(far.sum())
+    shown = ", ".join(str(i) for i in ids[far][:10]) + (", …" if n > 10 else "")
+    points = "point lies" if n == 1 else "points lie"
+    raise InputError(f"{source}: {n:,} {points} more than {reach / 1000:,.0f} km from the rest "
+                     f"(ids {shown}); remove them or give an area of interest.")
 
 
 def make_grid(bounds, cell_size_m: float = 100.0, crs: str = "EPSG:3035") -> Grid:

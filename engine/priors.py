@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,8 @@ from .progress import check_cancel, scaled
 FLAT_SLOPE_DEG = 0.01   # below this the aspect is noise, so it is left NaN
 NODATA_FLOAT = -9999.0  # nodata of the float GeoTIFFs (NaN in memory)
 _MAX_CLASSES = np.iinfo(np.int16).max
+ELEVATION_RANGE_M = (-1000.0, 9000.0)  # beyond this a DEM value is an undeclared no-data code or inf
+_FEATURES_PER_CANCEL_CHECK = 1000
 
 
 @dataclass
@@ -37,13 +39,19 @@ class Priors:
     soil: np.ndarray             # [H, W] int16, 0 = no data, k = soil_classes[k-1]
     soil_classes: list[str]
     elevation_source: str        # "dem", "egms_height" or "none"
+    notes: list[str] = field(default_factory=list)  # what was repaired, one sentence each
 
 
 def build_priors(grid: Grid, *, dem=None, geology=None, geology_field=None, soil=None, soil_field=None,
                  points=None, progress=None) -> Priors:
-    """Every prior is optional. Elevation comes from the DEM, else from the EGMS point heights."""
+    """Every prior is optional. Elevation comes from the DEM, else from the EGMS point heights.
+
+    What was repaired (DEM cells with infinite or impossible values taken as no data, invalid
+    polygons made valid) is said in `Priors.notes`, one sentence each.
+    """
+    notes: list[str] = []
     if dem is not None:
-        elevation, source = _resample_dem(Path(dem), grid), "dem"
+        elevation, source = _resample_dem(Path(dem), grid, notes), "dem"
     else:
         elevation, source = _egms_heights(points, grid)
     check_cancel(progress)
@@ -51,11 +59,12 @@ def build_priors(grid: Grid, *, dem=None, geology=None, geology_field=None, soil
     if progress is not None:
         progress.progress(0.4, "Elevation, slope and aspect")
     geology_codes, geology_classes = _classes_or_empty(geology, geology_field, grid, "geology",
-                                                       scaled(progress, 0.4, 0.7))
-    soil_codes, soil_classes = _classes_or_empty(soil, soil_field, grid, "soil", scaled(progress, 0.7, 1.0))
+                                                       scaled(progress, 0.4, 0.7), notes)
+    soil_codes, soil_classes = _classes_or_empty(soil, soil_field, grid, "soil", scaled(progress, 0.7, 1.0),
+                                                 notes)
     return Priors(grid=grid, elevation_m=elevation, slope_deg=slope, aspect_deg=aspect,
                   geology=geology_codes, geology_classes=geology_classes, soil=soil_codes,
-                  soil_classes=soil_classes, elevation_source=source)
+                  soil_classes=soil_classes, elevation_source=source, notes=notes)
 
 
 def slope_aspect(elevation_m: np.ndarray, cell_size_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +74,7 @@ def slope_aspect(elevation_m: np.ndarray, cell_size_m: float) -> tuple[np.ndarra
     neither is; row 0 is the north edge.
     """
     z = np.asarray(elevation_m, dtype=np.float64)
+    z = np.where(np.isfinite(z), z, np.nan)  # inf is no data, never a slope
     dz_east = _derivative(z, axis=1) / cell_size_m
     dz_north = -_derivative(z, axis=0) / cell_size_m  # rows run north to south
     slope = np.degrees(np.arctan(np.hypot(dz_east, dz_north)))
@@ -102,7 +112,7 @@ def save_priors(priors: Priors, out_dir) -> dict[str, Path]:
 # ---------------------------------------------------------------------------- elevation
 
 
-def _resample_dem(path: Path, grid: Grid) -> np.ndarray:
+def _resample_dem(path: Path, grid: Grid, notes: list[str]) -> np.ndarray:
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
@@ -116,6 +126,16 @@ def _resample_dem(path: Path, grid: Grid) -> np.ndarray:
                       resampling=Resampling.bilinear)
     except (RasterioError, CRSError, OSError) as exc:
         raise InputError(f"DEM {path}: cannot be read as a raster ({str(exc).splitlines()[0]}).") from None
+    low, high = ELEVATION_RANGE_M
+    with np.errstate(invalid="ignore"):
+        impossible = ~np.isnan(elevation) & ~((elevation >= low) & (elevation <= high))
+    if impossible.any():
+        n_infinite = int(np.isinf(elevation).sum())
+        elevation[impossible] = np.nan
+        what = "infinite or " if n_infinite else ""
+        notes.append(f"DEM {path}: {int(impossible.sum()):,} grid cells got {what}impossible elevations "
+                     f"(outside {low:g} to {high:g} m), taken as no data; declare the raster's no-data "
+                     "value to be sure.")
     if np.isnan(elevation).all():
         raise InputError(f"DEM {path}: the raster has no data over the grid.")
     return elevation
@@ -150,13 +170,14 @@ def _derivative(z: np.ndarray, axis: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- class maps
 
 
-def _classes_or_empty(path, field_name, grid: Grid, what: str, progress) -> tuple[np.ndarray, list[str]]:
+def _classes_or_empty(path, field_name, grid: Grid, what: str, progress,
+                      notes: list[str]) -> tuple[np.ndarray, list[str]]:
     if path is None:
         return np.zeros(grid.shape, dtype=np.int16), []
-    return _rasterize_classes(Path(path), field_name, grid, what, progress)
+    return _rasterize_classes(Path(path), field_name, grid, what, progress, notes)
 
 
-def _rasterize_classes(path: Path, field_name, grid: Grid, what: str, progress):
+def _rasterize_classes(path: Path, field_name, grid: Grid, what: str, progress, notes: list[str]):
     import fiona
     from fiona.errors import FionaError
 
@@ -173,24 +194,32 @@ def _rasterize_classes(path: Path, field_name, grid: Grid, what: str, progress):
         layer_crs = crs_string(crs_wkt, label)
         # The class table comes from the whole layer, so every tile of an area gets the same codes.
         with fiona.open(path, include_fields=[field_name], ignore_geometry=True) as layer:
-            classes = _class_names(f["properties"][field_name] for f in layer)
+            classes = _class_names(f["properties"][field_name] for f in _cancellable(layer, progress))
+        if len(classes) > _MAX_CLASSES:
+            raise InputError(f"{label}: the field {field_name!r} has {len(classes):,} classes, more than "
+                             f"{_MAX_CLASSES:,}; choose a field that names the units (lithology, soil type).")
         code_of = {name: code for code, name in enumerate(classes, start=1)}
-        check_cancel(progress)
         window = _grid_window(grid, layer_crs)
-        shapes = []
+        polygons, codes, n_repaired = [], [], 0
         with fiona.open(path, include_fields=[field_name]) as layer:
-            for feature in layer.filter(bbox=window.bounds):
+            for feature in _cancellable(layer.filter(bbox=window.bounds), progress):
                 value = _class_name(feature["properties"][field_name])
                 if value is None or feature.geometry is None or "Polygon" not in feature.geometry.type:
                     continue
-                polygon = _polygon_on_grid(shape(feature.geometry), window, layer_crs, grid, label)
-                if polygon is not None:
-                    shapes.append((polygon, code_of[value]))
+                polygon = shape(feature.geometry)
+                if not polygon.is_valid:
+                    polygon, n_repaired = shapely.make_valid(polygon), n_repaired + 1
+                near = _polygon_near(polygon, window)
+                if near is not None:
+                    polygons.append(near)
+                    codes.append(code_of[value])
+        check_cancel(progress)
+        shapes = _shapes_on_grid(polygons, codes, window, layer_crs, grid, label)
     except (FionaError, OSError) as exc:
         raise InputError(f"{label}: cannot be read ({str(exc).splitlines()[0]}).") from None
-    if len(classes) > _MAX_CLASSES:
-        raise InputError(f"{label}: the field {field_name!r} has {len(classes)} classes, more than "
-                         f"{_MAX_CLASSES}.")
+    if n_repaired:
+        notes.append(f"{label}: {n_repaired:,} invalid polygons were repaired (self-crossing or doubled "
+                     "edges) before rasterising.")
     if not shapes:
         raise InputError(f"{label}: no polygon with a {field_name!r} value overlaps the grid.")
     if progress is not None:
@@ -205,6 +234,14 @@ def _class_name(value) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _cancellable(features, progress):
+    """The features, checking for cancel every _FEATURES_PER_CANCEL_CHECK of them."""
+    for i, feature in enumerate(features):
+        if i % _FEATURES_PER_CANCEL_CHECK == 0:
+            check_cancel(progress)
+        yield feature
 
 
 def _class_names(values) -> list[str]:
@@ -222,19 +259,23 @@ def _grid_window(grid: Grid, layer_crs: str):
     return box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
 
 
-def _polygon_on_grid(polygon, window, layer_crs: str, grid: Grid, label: str):
-    """The part of a polygon near the grid, in the grid's CRS, or None if it misses the grid."""
-    if not polygon.is_valid:
-        polygon = shapely.make_valid(polygon)
+def _polygon_near(polygon, window):
+    """The polygonal part of a (valid) polygon inside the window, in the layer's CRS, or None."""
     near = polygon.intersection(window)
     parts = [p for p in shapely.get_parts(near) if p.geom_type in ("Polygon", "MultiPolygon")]
-    if not parts:
-        return None
-    near = shapely.union_all(parts)
+    return shapely.union_all(parts) if parts else None
+
+
+def _shapes_on_grid(polygons: list, codes: list[int], window, layer_crs: str, grid: Grid, label: str):
+    """(polygon in the grid's CRS, code) of those that touch the grid; all transformed at once."""
+    if not polygons:
+        return []
+    polygons = np.array(polygons, dtype=object)
     if not same_crs(layer_crs, grid.crs):
         step = max(window.bounds[2] - window.bounds[0], window.bounds[3] - window.bounds[1]) / 256
-        near = transform_geometry(near, layer_crs, grid.crs, label, max_segment=step)
-    return near if near.intersects(box(*grid.bounds)) else None
+        polygons = transform_geometry(polygons, layer_crs, grid.crs, label, max_segment=step)
+    touching = shapely.intersects(polygons, box(*grid.bounds))
+    return [(p, c) for p, c, t in zip(polygons, codes, touching) if t]
 
 
 # ---------------------------------------------------------------------------- GeoTIFFs

@@ -222,9 +222,11 @@ def test_aoi_missing_every_point_names_both_files(tmp_path):
 
 
 def test_aoi_crs_that_cannot_be_transformed():
-    beyond_the_pole = read_aoi("EPSG:4326;POLYGON((10 80, 20 80, 20 95, 10 95, 10 80))")
-    with pytest.raises(InputError, match="WKT text.*cannot be transformed"):
-        beyond_the_pole.to_crs("EPSG:3035")
+    with pytest.raises(InputError, match="WKT text.*y 80 to 95.*cannot be degrees.*EPSG code"):
+        read_aoi("EPSG:4326;POLYGON((10 80, 20 80, 20 95, 10 95, 10 80))")  # beyond the pole
+    off_the_projection = read_aoi("EPSG:3035;POLYGON((4e7 4e7, 4.1e7 4e7, 4.1e7 4.1e7, 4e7 4.1e7, 4e7 4e7))")
+    with pytest.raises(InputError, match="WKT text.*coordinates.*cannot be transformed.*coordinate system"):
+        off_the_projection.to_crs("EPSG:4326")
     with pytest.raises(InputError, match="WKT text.*not recognised"):
         read_aoi("EPSG:999999;POLYGON((0 0, 1 0, 1 1, 0 0))")
 
