@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -119,9 +121,15 @@ def _log(message) -> None:
     print(message, file=sys.stderr)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cancels like Ctrl-C: the staged result is removed
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     progress = TerminalProgress()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "demo-data":
             from .demo import make_demo

@@ -142,16 +142,14 @@ def check_output_folder(config, command: str = "forecast") -> Path:
     if not text:
         raise InputError("Output folder: a folder for the results is needed.")
     given = Path(text).expanduser()
-    out = Path(os.path.abspath(given))
-    if out.is_symlink() or out.exists():
-        out = out.resolve()
-    for label, path in _input_paths(config, command):
-        resolved = path.resolve()
-        if resolved == out or out in resolved.parents:
-            raise InputError(f"{given}: the output folder holds the input {label.lower()} {path}, which "
-                             "the results could replace; choose another output folder.")
+    out = Path(os.path.abspath(given)).resolve()  # a link to another disk: staged there
     if out.exists() and not out.is_dir():
         raise InputError(f"{given} is a file, not a folder; choose a folder for the results.")
+    for label, path in _input_paths(config, command):
+        resolved = path.resolve()
+        if out in resolved.parents:
+            raise InputError(f"{given}: the output folder holds the input file {path} ({label}), which the "
+                             "results could replace; choose another output folder.")
     if out.is_dir():
         if os.path.ismount(out):
             raise InputError(f"{given} is the top of a mounted drive; write the results into a folder "

@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import __version__
 from .aoi import read_aoi
-from .baselines import persistence, timefn_fit
-from .calibrate import DEPARTURES, PointModel, calibrate_points, calibrated_map, exceedance_probability, widen
-from .checkpoint import load_checkpoint, save_checkpoint
-from .definitions import ATTRIBUTION, STEP_DAYS
+from .calibrate import DEPARTURES, PointModel, calibrate_points, calibrated_map, widen
+from .checkpoint import load_checkpoint
+from .definitions import STEP_DAYS
 from .errors import InputError
 from .evaluate import score_backtest
-from .fileio import atomic_dir
 from .model import ModelConfig
-from .outputs import plot_backtest, write_band_stack, write_json, write_points_gpkg, write_series_npz
 from .params import RunConfig
 from .points import read_points
+from .results import OutputFolder, write_backtest_folder, write_forecast_folder
 from .prepare import Scene, prepare
 from .progress import NullProgress, check_cancel, scaled
 from .sample import forecast_area
@@ -116,117 +111,17 @@ def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
     """Forecast config.horizon_days ahead and write the files listed in docs/architecture.md."""
     check_config(config)
     progress = progress or NullProgress()
-    t0 = time.perf_counter()
-    scene = prepare(config, scaled(progress, 0.0, 0.1))
-    t_prepared = time.perf_counter()
-    fc = forecast_scene(scene, config, config.horizon_days, scaled(progress, 0.1, 0.92), log=log)
-    t_forecast = time.perf_counter()
-    check_cancel(progress)
-    progress.progress(0.93, "writing results")
-    summary = write_forecast(
-        config, scene, fc, {"prepare_s": t_prepared - t0, "train_and_forecast_s": t_forecast - t_prepared}
-    )
+    with OutputFolder(config, "forecast") as out:  # checked and locked before any training
+        t0 = time.perf_counter()
+        scene = prepare(config, scaled(progress, 0.0, 0.1))
+        t_prepared = time.perf_counter()
+        fc = forecast_scene(scene, config, config.horizon_days, scaled(progress, 0.1, 0.92), log=log)
+        t_forecast = time.perf_counter()
+        check_cancel(progress)
+        progress.progress(0.93, "writing results")
+        timings = {"prepare_s": t_prepared - t0, "train_and_forecast_s": t_forecast - t_prepared}
+        summary = write_forecast_folder(out, config, scene, fc, timings)
     progress.progress(1.0, "done")
-    return summary
-
-
-def write_forecast(config: RunConfig, scene: Scene, fc: Forecast, timings: dict) -> dict:
-    grid, points = scene.cube.grid, scene.points
-    iso = [str(d) for d in fc.dates]
-    q05, q50, q95 = fc.cells_mm
-    exceed = exceedance_probability(fc.cells_mm, fc.cells_level_mm[None], config.threshold_mm)
-    exceed[~np.isfinite(q50)] = np.nan
-    p05, p50, p95 = fc.points_mm
-    p_exceed = exceedance_probability(fc.points_mm[:, -1], fc.points_level_mm, config.threshold_mm)
-
-    fit_pts = timefn_fit(points.dates, points.displacement_mm, points.valid)
-    velocity = fit_pts.coefficient("velocity")
-    last_obs = persistence(points.displacement_mm, points.valid)
-    timefn_fc = fit_pts.predict(fc.dates)  # [N, H], as series.npz documents
-    summary = {
-        "groundcast_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "attribution": ATTRIBUTION,
-        "inputs": {k: v for k, v in asdict(config).items() if k != "out_dir"},
-        "product": points.product,
-        "n_points": int(points.n_points),
-        "observed_from": str(points.dates[0]),
-        "observed_to": str(points.dates[-1]),
-        "forecast_dates": iso,
-        "grid": {
-            "crs": grid.crs,
-            "transform": list(grid.transform)[:6],
-            "width": grid.width,
-            "height": grid.height,
-            "cell_size_m": grid.cell_size_m,
-        },
-        "priors": {
-            "elevation_source": scene.priors.elevation_source,
-            "geology_classes": scene.priors.geology_classes,
-            "soil_classes": scene.priors.soil_classes,
-        },
-        "model": asdict(fc.trained.model.config),
-        "n_parameters": sum(p.numel() for p in fc.trained.model.parameters()),
-        "scale_mm": fc.trained.scale_mm,
-        "interval_scale": [round(float(f), 3) for f in fc.interval_scale],
-        "variogram_range_m": fc.trained.model.variogram_range_m(),
-        "training": fc.trained.log,
-        "device": fc.trained.device,
-        "timings_s": timings,
-    }
-    with atomic_dir(config.out_dir) as tmp:
-        tmp = Path(tmp)
-        for name, values, unit in (
-            ("forecast", q50, "mm"),
-            ("forecast_q05", q05, "mm"),
-            ("forecast_q95", q95, "mm"),
-            ("interval90", q95 - q05, "mm"),
-            ("exceedance", exceed, "1"),
-        ):
-            write_band_stack(tmp / f"{name}.tif", grid, values, iso, unit=unit)
-        write_points_gpkg(
-            tmp / "points.gpkg",
-            points.x,
-            points.y,
-            points.crs,
-            {
-                "pid": points.ids.astype(str),
-                "velocity_mm_yr": velocity,
-                "last_obs_mm": last_obs,
-                "forecast_mm": p50[-1],
-                "q05_mm": p05[-1],
-                "q95_mm": p95[-1],
-                "interval90_mm": p95[-1] - p05[-1],
-                "p_exceed": p_exceed,
-                "horizon_date": np.full(points.n_points, iso[-1]),
-            },
-        )
-        write_series_npz(
-            tmp / "series.npz",
-            pid=points.ids.astype(str),
-            x=points.x,
-            y=points.y,
-            dates_obs=points.dates,
-            obs_mm=np.where(points.valid, points.displacement_mm, np.nan),
-            dates_fc=fc.dates,
-            q05_mm=p05.T,
-            q50_mm=p50.T,
-            q95_mm=p95.T,
-            timefn_mm=timefn_fc,
-            persistence_mm=np.repeat(last_obs[:, None], len(iso), 1),
-        )
-        save_checkpoint(
-            tmp / "model.safetensors",
-            fc.trained.model,
-            {
-                "config": asdict(fc.trained.model.config),
-                "scale_mm": fc.trained.scale_mm,
-                "interval_scale": fc.interval_scale.tolist(),
-                "grid": summary["grid"],
-                "priors": summary["priors"],
-            },
-        )
-        write_json(tmp / "summary.json", summary)
     return summary
 
 
@@ -234,25 +129,23 @@ def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
     """Hold out the last holdout_days, train on the rest, score MM-STT and the baselines at the points."""
     check_config(config, "backtest")
     progress = progress or NullProgress()
-    full = read_points(
-        config.points, aoi=read_aoi(config.aoi) if config.aoi else None, progress=scaled(progress, 0.0, 0.05)
-    )
-    cut_date = full.dates[-1] - np.timedelta64(int(config.holdout_days), "D")
-    if (full.dates <= cut_date).sum() < 2 or (full.dates > cut_date).sum() < 1:
-        raise InputError(
-            f"{config.points}: a hold-out of {config.holdout_days} days leaves no history "
-            f"or no held-out epoch ({full.dates[0]} – {full.dates[-1]})."
-        )
-    t0 = time.perf_counter()
-    scene = prepare(config, scaled(progress, 0.05, 0.12), until=cut_date, points=full)
-    fc = forecast_scene(scene, config, int(config.holdout_days), scaled(progress, 0.12, 0.95), log=log)
-    seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    metrics, examples = score_backtest(full, scene, fc, config)
-    metrics["seconds_train"] = float(fc.trained.log["seconds"])
-    metrics["seconds_forecast"] = float(seconds - fc.trained.log["seconds"] + time.perf_counter() - t1)
-    with atomic_dir(config.out_dir) as tmp:
-        write_json(Path(tmp) / "metrics.json", metrics)
-        plot_backtest(Path(tmp) / "backtest.png", metrics, examples)
+    with OutputFolder(config, "backtest") as out:  # checked and locked before any training
+        aoi = read_aoi(config.aoi) if config.aoi else None
+        full = read_points(config.points, aoi=aoi, progress=scaled(progress, 0.0, 0.05))
+        cut_date = full.dates[-1] - np.timedelta64(int(config.holdout_days), "D")
+        if (full.dates <= cut_date).sum() < 2 or (full.dates > cut_date).sum() < 1:
+            raise InputError(
+                f"{config.points}: a hold-out of {config.holdout_days} days leaves no history "
+                f"or no held-out epoch ({full.dates[0]} – {full.dates[-1]})."
+            )
+        t0 = time.perf_counter()
+        scene = prepare(config, scaled(progress, 0.05, 0.12), until=cut_date, points=full)
+        fc = forecast_scene(scene, config, int(config.holdout_days), scaled(progress, 0.12, 0.95), log=log)
+        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        metrics, examples = score_backtest(full, scene, fc, config)
+        metrics["seconds_train"] = float(fc.trained.log["seconds"])
+        metrics["seconds_forecast"] = float(seconds - fc.trained.log["seconds"] + time.perf_counter() - t1)
+        metrics = write_backtest_folder(out, metrics, examples)
     progress.progress(1.0, "done")
     return metrics
