@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUP = "GroundCast demo forecast"
+AREA = "demo region"
 
 
 def _import_plugin_package():
@@ -65,11 +65,15 @@ def file_aoi(project, aoi_path: Path, result: dict, group):
     if not layer.isValid():
         return result.get("aoi")
     old = result.get("aoi")
+    position = len(group.children())  # the outline stays under the results
     if old is not None and old.id() in project.mapLayers():
+        node = group.findLayer(old.id())
+        if node is not None:
+            position = group.children().index(node)
         project.removeMapLayer(old.id())
     layers.style_aoi(layer)
     project.addMapLayer(layer, False)
-    group.insertLayer(0, layer)
+    group.insertLayer(position, layer)
     return layer
 
 
@@ -96,7 +100,7 @@ def build_project(demo_dir: Path) -> Path:
     project.setTitle("GroundCast demo")
     project.setFilePathStorage(Qgis.FilePathType.Relative)
 
-    result = layers.add_result_layers(str(forecast_dir), GROUP, project=project)
+    result = layers.add_result_layers(str(forecast_dir), None, project=project, aoi_name=AREA)
     group = result["group"]
     if (data_dir / "aoi.geojson").is_file():
         result["aoi"] = file_aoi(project, data_dir / "aoi.geojson", result, group)
@@ -111,9 +115,7 @@ def build_project(demo_dir: Path) -> Path:
     project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, frame.crs()))
 
     example = report.load_series_example(str(forecast_dir / "series.npz"))
-    dates = layers.band_dates(result["forecast"])
-    title = f"GroundCast report – demo region {dates[-1].isoformat()}" if dates else None
-    layout = report.build_report(project, result, str(demo_dir), title, example, metrics, summary)
+    layout = report.build_report(project, result, str(demo_dir), None, example, metrics, summary, area=AREA)
     report.export_report(layout, str(demo_dir / "report.pdf"), str(demo_dir / "report.png"))
 
     # written in place: paths inside are stored relative to this very file

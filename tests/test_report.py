@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from qgis.core import QgsLayoutItemLabel, QgsLayoutItemMap, QgsLayoutItemPicture, QgsProject
+from qgis.core import QgsLayoutItemLabel, QgsLayoutItemPicture, QgsProject
 
 from groundcast.ui import layers, report
 
@@ -40,6 +40,11 @@ def write_synthetic_outputs(out):
     median[:, 20:, :4] = np.nan  # cells without points
     width = 4.0 + 0.2 * np.abs(median) * np.linspace(1, 2, len(FC))[:, None, None]
     _stack(out / "forecast.tif", median)
+    change = bowl[None] * (grow - 0.85)  # the growth since the origin
+    change[:, 20:, :4] = np.nan
+    _stack(out / "change.tif", change)
+    _stack(out / "change_q05.tif", change - 2.0)
+    _stack(out / "change_q95.tif", change + 2.0)
     _stack(out / "forecast_q05.tif", median - width / 2)
     _stack(out / "forecast_q95.tif", median + width / 2)
     _stack(out / "interval90.tif", width)
@@ -71,12 +76,14 @@ def write_synthetic_outputs(out):
     q50 = fc_last[:, None] * t_fc[None, :] / 1.2
     np.savez_compressed(
         out / "series.npz", pid=np.array([f"P{i:03d}" for i in range(n)]), x=px, y=py,
+        level_mm=obs[:, -5:].mean(axis=1),
         dates_obs=np.array(OBS, dtype="datetime64[D]").astype(np.int64), obs_mm=obs.astype("float32"),
         dates_fc=np.array(FC, dtype="datetime64[D]").astype(np.int64), q05_mm=q50 - 4, q50_mm=q50,
         q95_mm=q50 + 4, timefn_mm=q50 * 0.9, persistence_mm=np.repeat(obs[:, -1:], len(FC), axis=1))
     summary = {"inputs": {"threshold_mm": -10.0, "aoi": None, "points": "demo.csv"}, "n_points": n,
                "observed_from": OBS[0].isoformat(), "observed_to": OBS[-1].isoformat(),
                "forecast_dates": [d.isoformat() for d in FC],
+               "references": {"cumulative_since": OBS[0].isoformat(), "change_since": OBS[-1].isoformat()},
                "grid": {"crs": "EPSG:3035", "width": W, "height": H, "cell_size_m": CELL},
                "variogram_range_m": 612.5, "device": "cpu", "training": {"epochs_run": 40, "seconds": 12.3},
                "attribution": "Contains modified Copernicus EGMS data"}
@@ -87,7 +94,11 @@ def write_synthetic_outputs(out):
                           "timefn": {"rmse_mm": [1.3, 2.4, 3.6, 5.2]}},
                "mmstt_coverage90": 0.88, "mmstt_crps_mm": 1.2, "device": "cpu",
                "epochs_held_out": ["2021-01-05", "2021-12-31"]}
-    (out / "metrics.json").write_text(json.dumps(metrics))
+    from engine.results import MANIFEST, SCHEMA_VERSION
+
+    files = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
+    manifest = {"schema_version": SCHEMA_VERSION, "kind": "forecast", "files": files}
+    (out / MANIFEST).write_text(json.dumps(manifest))
     return summary, metrics
 
 
@@ -111,6 +122,10 @@ def _render_first_page(pdf, out_png_stem):
     return np.asarray(Image.open(str(out_png_stem) + ".png").convert("RGB"), dtype=np.float64)
 
 
+def _mm_to_px(rect, dpi=60):
+    return [int(round(v * dpi / 25.4)) for v in rect]
+
+
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils not installed")
 def test_report_builds_exports_and_stays_in_project(synthetic_run, tmp_path, qgis_app):
     out, summary, metrics = synthetic_run
@@ -127,16 +142,32 @@ def test_report_builds_exports_and_stays_in_project(synthetic_run, tmp_path, qgi
     assert (round(page.width()), round(page.height())) == (297, 210)
     texts = _labels(layout)
     assert any("Contains modified Copernicus EGMS data" in t for t in texts)
-    assert any(FC[-1].isoformat() in t for t in texts)  # the mapped date is stated
+    title = layout.itemById("title").text()
+    assert title == f"Ground-motion forecast \u2014 demo \u2014 change to {FC[-1].isoformat()}"
+    assert any(f"since {OBS[-1].isoformat()}" in t for t in texts)  # the change's reference is stated
     pictures = [i for i in layout.items() if isinstance(i, QgsLayoutItemPicture)]
     assert any(p.picturePath().endswith("NorthArrow_02.svg") for p in pictures)
-    assert (out / "report_series.png").is_file()
-    # the map shows the chosen date's band whatever the canvas's time is
-    map_item = next(i for i in layout.items() if isinstance(i, QgsLayoutItemMap))
-    shown = map_item.layers()
-    fixed = [lyr for lyr in shown if lyr.name().startswith("Forecast on")]
-    assert fixed and fixed[0].renderer().band() == len(FC)
-    assert map_item.isTemporal()
+
+    # the change map and the exceedance map, each showing the chosen date's band
+    change_map, exceed_map = layout.itemById("map"), layout.itemById("exceedance_map")
+    shown = [lyr for lyr in change_map.layers() if lyr.name().startswith("Change since")]
+    assert shown and shown[0].source() == result["change"].source() and shown[0].renderer().band() == len(FC)
+    assert any(lyr.source() == result["exceedance"].source() for lyr in exceed_map.layers())
+    # legends beside the maps, never over their cells
+    for legend in (layout.itemById("legend"), layout.itemById("exceedance_legend")):
+        box = legend.sceneBoundingRect()
+        for map_item in (change_map, exceed_map):
+            assert not box.intersects(map_item.sceneBoundingRect()), legend.id()
+    # the lower third holds the chart, the skill table and the notes
+    lower = [layout.itemById(i) for i in ("series_chart", "skill_table", "how_to_read")]
+    assert all(item is not None and item.pos().y() > 130 for item in lower)
+    assert "Right map" in layout.itemById("how_to_read").text()
+
+    # the chart PNG carries the attribution (drawn on it and in its metadata)
+    from PIL import Image
+
+    chart = Image.open(out / "report_series.png")
+    assert "Contains modified Copernicus EGMS data" in chart.text.get("Copyright", "")
 
     pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
     report.export_report(layout, str(pdf), str(png))
@@ -144,10 +175,13 @@ def test_report_builds_exports_and_stays_in_project(synthetic_run, tmp_path, qgi
     assert not list(tmp_path.glob(".*partial*"))
     pixels = _render_first_page(pdf, tmp_path / "page")
     assert pixels.std() > 20, "the page looks blank"
-    assert (pixels < 250).any(axis=2).mean() > 0.05, "the page is nearly all white"
-    # some red of the subsidence bowl made it onto the page
-    red = (pixels[..., 0] > 150) & (pixels[..., 0] - pixels[..., 2] > 60)
-    assert red.mean() > 0.002
+    # the change map's frame on the rendered page shows the subsidence bowl in red
+    x0, y0, w, h = _mm_to_px(report.CHANGE_RECT)
+    inside = pixels[y0 + 2:y0 + h - 2, x0 + 2:x0 + w - 2]
+    red = (inside[..., 0] > 150) & (inside[..., 0] - inside[..., 2] > 60)
+    assert red.mean() > 0.01, red.mean()
+    lower_third = pixels[_mm_to_px([140])[0]:_mm_to_px([195])[0]]
+    assert (lower_third < 200).any(axis=2).mean() > 0.02, "the lower third looks empty"
 
     # a second build with the same name replaces the first instead of piling up copies
     name = layout.name()
@@ -164,9 +198,20 @@ def test_report_without_backtest_or_series(synthetic_run, qgis_app):
                                  when=FC[2].isoformat())
     assert layout.name() == "My report"
     assert any("no backtest" in " ".join(r) for r in report.skill_table(None)[1])
-    name = f"Forecast on {FC[2].isoformat()} (report map)"
-    fixed = [lyr for lyr in project.mapLayers().values() if lyr.name() == name]
+    name = f"on {FC[2].isoformat()} (report map)"
+    fixed = [lyr for lyr in project.mapLayers().values()
+             if lyr.name().startswith("Change since") and lyr.name().endswith(name)]
     assert fixed and fixed[0].renderer().band() == 3
+
+
+def test_fastest_moving_point_is_the_default(synthetic_run, qgis_app):
+    out, _, _ = synthetic_run
+    run = layers.open_run(out)
+    pid, _, change = layers.point_changes(run)
+    fastest = report.fastest_moving_pid(run)
+    assert abs(change[list(pid).index(fastest), -1]) == pytest.approx(np.nanmax(np.abs(change[:, -1])))
+    assert report.load_series_example(str(out))["pid"] == fastest
+    assert report.load_series_example(str(out), "P007")["pid"] == "P007"
 
 
 def test_skill_table_reads_metrics_layout():
@@ -222,6 +267,7 @@ def test_make_project_writes_one_openable_project(tmp_path, qgis_app):
     assert any(lyr.name() == "Area of interest" and lyr.providerType() == "ogr" for lyr in loaded)
     layouts = project.layoutManager().layouts()
     assert len(layouts) == 1 and layouts[0].name().startswith("GroundCast report")
+    assert layouts[0].itemById("title").text().startswith("Ground-motion forecast \u2014 ")
     assert any("Contains modified Copernicus EGMS data" in t for t in _labels(layouts[0]))
     time_range = project.timeSettings().temporalRange()
     assert time_range.begin().date().toPyDate() == FC[0]
