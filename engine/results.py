@@ -78,8 +78,8 @@ OUTPUT_FILES = {"forecast": FORECAST_FILES, "backtest": BACKTEST_FILES}
 
 # Written beside the results by QGIS and the plugin, derived from them: part of the result.
 POINTS_CHANGE = "points_change.gpkg"  # the points' change per forecast date, for the timeline
-DERIVED_FILES = (POINTS_CHANGE, "aoi_*.gpkg", "*.aux.xml", "*.gpkg-wal", "*.gpkg-shm", "*.gpkg-journal",
-                 fileio.PART_MARKER)
+DERIVED_FILES = (POINTS_CHANGE, "aoi_*.gpkg", "report_series.png", "*.aux.xml", "*.gpkg-wal", "*.gpkg-shm",
+                 "*.gpkg-journal", fileio.PART_MARKER)
 
 SERIES_KEYS = ("obs_mm", "q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm")
 

@@ -271,3 +271,37 @@ def test_make_project_writes_one_openable_project(tmp_path, qgis_app):
     assert any("Contains modified Copernicus EGMS data" in t for t in _labels(layouts[0]))
     time_range = project.timeSettings().temporalRange()
     assert time_range.begin().date().toPyDate() == FC[0]
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils not installed")
+def test_report_dialog_exports_a_pdf_showing_the_change_map(synthetic_run, tmp_path, qgis_iface,
+                                                            qgis_new_project):
+    from groundcast.ui.report_dialog import find_result_layers, open_report_dialog
+
+    out, _, _ = synthetic_run
+    project = QgsProject.instance()
+    result = layers.add_result_layers(str(out), None, project)
+    assert find_result_layers(out, project)["change"] is result["change"]
+    dialog = open_report_dialog(qgis_iface, str(out))
+    assert dialog is not None and dialog.result_layers["change"] is result["change"]
+    assert dialog.chosen_date() == FC[-1].isoformat() and dialog.chosen_pid() is None
+    dialog.date_combo.setCurrentIndex(4)
+    dialog.point_combo.setCurrentIndex(dialog.point_combo.findData("P007"))
+    assert dialog.chosen_pid() == "P007"
+
+    pdf = dialog.export("pdf", str(tmp_path / "report.pdf"))
+    png = dialog.export("png", str(tmp_path / "report.png"))
+    assert pdf and png and Path(png).stat().st_size > 10_000
+    layout = dialog.layout
+    assert FC[4].isoformat() in layout.itemById("title").text()
+    assert layout.itemById("chart_title").text().endswith("P007")
+    change_map = layout.itemById("map")
+    shown = [lyr for lyr in change_map.layers() if lyr.source() == result["change"].source()]
+    assert shown and shown[0].renderer().band() == 5
+    pixels = _render_first_page(pdf, tmp_path / "page")
+    x0, y0, w, h = _mm_to_px(report.CHANGE_RECT)
+    inside = pixels[y0 + 2:y0 + h - 2, x0 + 2:x0 + w - 2]
+    assert (inside < 235).any(axis=2).mean() > 0.2, "the change map's frame is nearly empty"
+    red = (inside[..., 0] > 150) & (inside[..., 0] - inside[..., 2] > 60)
+    assert red.mean() > 0.01
+    dialog.close()

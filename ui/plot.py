@@ -16,6 +16,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..engine.definitions import ATTRIBUTION
+
 LOG_TAG = "GroundCast"
 
 
@@ -200,6 +202,8 @@ class TimeSeriesWidget(QWidget):
         else:
             _draw_fallback(ax, example)
         ax.tick_params(labelsize=8)
+        # shown, and so in every PNG/SVG exported from here
+        self.figure.supxlabel(ATTRIBUTION, x=0.995, ha="right", fontsize=6, color="0.35")
         self.canvas.setVisible(True)
         self.hint.setVisible(False)
         self.canvas.draw_idle()

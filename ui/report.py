@@ -260,6 +260,7 @@ def report_layer(project, result_layers: dict, band: int, when: str, key: str = 
     copy.setName(name)
     for prop in (layers.BAND_DATES_KEY, layers.DEFAULT_BAND_KEY):
         copy.removeCustomProperty(prop)  # keeps the canvas band switcher off this copy
+    copy.setCustomProperty(layers.KIND_KEY, "report_map")
     copy.temporalProperties().setIsActive(False)
     copy.renderer().setBand(band)
     project.addMapLayer(copy, False)
