@@ -31,9 +31,9 @@ from conftest import PLUGIN_PARENT
 FORECAST_FILES = ("forecast.tif", "forecast_q05.tif", "forecast_q95.tif", "interval90.tif", "exceedance.tif",
                   "points.gpkg", "series.npz", "summary.json")
 MODEL_PARAMS = {"INPUT", "DEM", "GEOLOGY", "GEOLOGY_FIELD", "SOIL", "SOIL_FIELD", "AOI", "CELL_SIZE",
-                "HORIZON_DAYS", "THRESHOLD_MM", "SEED", "EPOCHS", "OUTPUT_FOLDER"}
+                "THRESHOLD_MM", "USE_PRIORS", "INIT_FROM", "SEED", "EPOCHS", "DEVICE", "OUTPUT_FOLDER"}
 EXPECTED_PARAMS = {
-    "groundcast:forecast": MODEL_PARAMS,
+    "groundcast:forecast": MODEL_PARAMS | {"HORIZON_DAYS"},
     "groundcast:backtest": MODEL_PARAMS | {"HOLDOUT_DAYS"},
     "groundcast:demodata": {"SEED", "SIZE_KM", "OUTPUT_FOLDER"},
     "groundcast:rasterizepriors": {"INPUT", "DEM", "GEOLOGY", "GEOLOGY_FIELD", "SOIL", "SOIL_FIELD",
@@ -90,11 +90,13 @@ def test_parameter_names(provider, alg_id):
         for optional in ("DEM", "GEOLOGY", "SOIL"):
             assert alg.parameterDefinition(optional).flags() & QgsProcessingParameterDefinition.FlagOptional
     if alg_id in ("groundcast:forecast", "groundcast:backtest"):
-        for advanced in ("SEED", "EPOCHS"):
+        for advanced in ("SEED", "EPOCHS", "DEVICE", "USE_PRIORS", "INIT_FROM"):
             assert alg.parameterDefinition(advanced).flags() & QgsProcessingParameterDefinition.FlagAdvanced
-        defaults = {n: alg.parameterDefinition(n).defaultValue() for n in ("CELL_SIZE", "HORIZON_DAYS",
-                                                                          "THRESHOLD_MM")}
-        assert defaults == {"CELL_SIZE": 100, "HORIZON_DAYS": 365, "THRESHOLD_MM": -10}
+        defaults = {n: alg.parameterDefinition(n).defaultValue() for n in ("CELL_SIZE", "THRESHOLD_MM",
+                                                                          "USE_PRIORS")}
+        assert defaults == {"CELL_SIZE": 100, "THRESHOLD_MM": -10, "USE_PRIORS": True}
+    if alg_id == "groundcast:forecast":
+        assert alg.parameterDefinition("HORIZON_DAYS").defaultValue() == 365
     if alg_id == "groundcast:backtest":
         assert alg.parameterDefinition("HOLDOUT_DAYS").defaultValue() == 365
     # named outputs, so the algorithms chain in the Model Designer
@@ -174,6 +176,7 @@ def test_backtest_runs_and_writes_metrics(tiny_demo, tmp_path):
 
     demo, _ = tiny_demo
     params = {**_demo_inputs(demo), **QUICK, "HOLDOUT_DAYS": 120, "OUTPUT_FOLDER": str(tmp_path / "bt")}
+    del params["HORIZON_DAYS"]  # a backtest's horizon is its held-out period
     result = processing.run("groundcast:backtest", params)
     out = tmp_path / "bt"
     assert (out / "metrics.json").is_file() and (out / "backtest.png").is_file()
@@ -328,3 +331,21 @@ def test_qgis_process_runs_the_plugin_headless(tmp_path):
     reply = json.loads(run.stdout[run.stdout.index("{"):])
     assert Path(reply["results"]["OUTPUT_FOLDER"]) == out
 
+
+
+@pytest.mark.skipif(not Path("/usr/bin/qgis_process.bin").exists(), reason="qgis_process not installed")
+def test_qgis_process_forecasts_from_an_egms_zip(tmp_path):
+    """EGMS downloads are zips: qgis_process must hand the zip to the engine, not try it as a layer."""
+    home = tmp_path / "home"
+    home.mkdir()
+    _qgis_process(["plugins", "enable", "groundcast"], home)
+    zipped = PLUGIN_PARENT / "groundcast" / "tests" / "data" / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
+    out = tmp_path / "fc"
+    run = _qgis_process(["--json", "run", "groundcast:forecast", "--", f"INPUT={zipped}", "EPOCHS=1",
+                         "HORIZON_DAYS=30", "CELL_SIZE=200", f"OUTPUT_FOLDER={out}"], home, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    reply = json.loads(run.stdout[run.stdout.index("{"):])
+    assert Path(reply["results"]["OUTPUT_FOLDER"]) == out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["points"].endswith(".zip")  # the engine read the zip itself
+    assert QgsRasterLayer(reply["results"]["FORECAST"], "fc", "gdal").isValid()

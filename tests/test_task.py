@@ -124,3 +124,37 @@ def test_unexpected_error_sentence_and_traceback_in_log(tmp_path, qgis_iface):
 def test_unknown_kind():
     with pytest.raises(ValueError):
         EngineTask("train", None)
+
+
+def test_cancelled_task_does_not_end_as_failed(tmp_path, qgis_new_project):
+    """QGIS's task bar reads a terminated task as "Task failed": a cancelled run ends complete."""
+    from qgis.core import QgsTask
+
+    task = EngineTask("forecast", Config(tmp_path / "run"), runner=slow_runner)
+    seen = Recorder(task)
+    statuses = []
+    task.statusChanged.connect(statuses.append)
+    QgsApplication.taskManager().addTask(task)
+    wait_for(lambda: seen.messages)
+    task.cancel()
+    wait_for(lambda: seen.events and statuses and statuses[-1] in (QgsTask.Complete, QgsTask.Terminated))
+    assert seen.events == [("cancelled", None)]
+    assert statuses[-1] == QgsTask.Complete
+    assert "cancelled" in task.description()
+
+
+def test_errors_name_settings_not_command_line_flags(tmp_path, qgis_iface):
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+
+    def runner(config, progress):
+        raise InputError("training diverged; try another --seed or --cell-size 200, or --no-priors.")
+
+    task = EngineTask("forecast", Config(tmp_path), runner=runner, message_bar=bar)
+    seen = Recorder(task)
+    QgsApplication.taskManager().addTask(task)
+    wait_for(lambda: seen.events)
+    kind, message = seen.events[0]
+    assert kind == "failed" and "--" not in message
+    assert "\u201cRandom seed\u201d" in message and "\u201cCell size\u201d 200" in message
+    assert "\u201cUse the prior maps\u201d off" in message

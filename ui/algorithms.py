@@ -23,10 +23,12 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
     QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
+    QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -36,13 +38,55 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..engine.params import Parameter, parameter, parameters_for
 from .layer_io import LayerExportError, layer_to_path
-
-DEVICES = ["auto", "cpu", "cuda"]
 
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("GroundCast", text)
+
+
+def processing_parameter(spec: Parameter) -> QgsProcessingParameterDefinition:
+    """The Processing parameter of one engine parameter: same name, label, default, range, flags."""
+    key, optional = spec.processing_key, spec.optional
+    label = tr(f"{spec.label} ({spec.unit})" if spec.unit else spec.label)
+    if spec.kind in ("int", "float"):
+        number = QgsProcessingParameterNumber
+        number_type = number.Integer if spec.kind == "int" else number.Double
+        kwargs = {}
+        if spec.minimum is not None:
+            kwargs["minValue"] = spec.minimum
+        if spec.maximum is not None:
+            kwargs["maxValue"] = spec.maximum
+        param = number(key, label, number_type, spec.default, optional, **kwargs)
+    elif spec.kind == "bool":
+        param = QgsProcessingParameterBoolean(key, label, bool(spec.default), optional)
+    elif spec.kind == "choice":
+        default = spec.choices.index(spec.default) if spec.default else None
+        param = QgsProcessingParameterEnum(key, label, list(spec.choices), False, default, optional)
+    elif spec.kind == "points":
+        param = QgsProcessingParameterFeatureSource(
+            key, tr(f"{spec.label} (CSV/ZIP file or point layer)"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVector], optional=optional)
+    elif spec.kind in ("polygons", "aoi"):
+        param = QgsProcessingParameterFeatureSource(key, label, [QgsProcessing.TypeVectorPolygon],
+                                                    optional=optional)
+    elif spec.kind == "raster":
+        param = QgsProcessingParameterRasterLayer(key, label, optional=optional)
+    elif spec.kind == "field":
+        parent = parameter(spec.parent).processing_key
+        param = QgsProcessingParameterField(key, label, parentLayerParameterName=parent, optional=optional)
+    elif spec.kind == "checkpoint":
+        param = QgsProcessingParameterFile(key, label, QgsProcessingParameterFile.File, "safetensors",
+                                           optional=optional)
+    elif spec.kind == "folder":
+        param = QgsProcessingParameterFolderDestination(key, label)
+    else:
+        raise ValueError(f"no Processing parameter for kind {spec.kind!r}")
+    param.setHelp(tr(spec.help))
+    if spec.advanced:
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
 
 
 class FeedbackProgress:
@@ -135,29 +179,38 @@ class GroundCastAlgorithm(QgsProcessingAlgorithm):
     def tags(self):
         return ["egms", "insar", "ground motion", "subsidence", "forecast", "groundcast"]
 
-    # --- parameter helpers -------------------------------------------------------------
-    def _advanced(self, param):
-        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(param)
+    # --- parameters, built from the engine's PARAMETERS --------------------------------
+    def add_spec_parameter(self, spec: Parameter) -> None:
+        self.addParameter(processing_parameter(spec))
 
     def _add_prior_params(self):
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            "DEM", tr("DEM (elevation prior)"), optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "GEOLOGY", tr("Geology polygons"), [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "GEOLOGY_FIELD", tr("Geology unit field"), parentLayerParameterName="GEOLOGY", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "SOIL", tr("Soil polygons"), [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "SOIL_FIELD", tr("Soil class field"), parentLayerParameterName="SOIL", optional=True))
+        for name in ("dem", "geology", "geology_field", "soil", "soil_field"):
+            self.add_spec_parameter(parameter(name))
 
     def _add_cell_size(self):
-        self.addParameter(QgsProcessingParameterNumber(
-            "CELL_SIZE", tr("Cell size (m)"), QgsProcessingParameterNumber.Double, 100.0, minValue=1.0))
+        self.add_spec_parameter(parameter("cell_size_m"))
 
     def _add_output_folder(self):
-        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", tr("Output folder")))
+        self.add_spec_parameter(parameter("out_dir"))
+
+    def checkParameterValues(self, parameters, context):
+        """As Processing checks, except that a point file given as a path is the engine's to read.
+
+        Processing opens a feature source parameter's path as an OGR layer, and OGR sees no layer
+        in an EGMS zip: qgis_process would refuse the file that EGMS downloads come as.
+        """
+        plain = {name for name in self.POINT_FILE_PARAMETERS
+                 if isinstance(parameters.get(name), str) and os.path.isfile(parameters[name])}
+        if not plain:
+            return super().checkParameterValues(parameters, context)
+        for definition in self.parameterDefinitions():
+            if definition.name() in plain:
+                continue
+            if not definition.checkValueIsAcceptable(parameters.get(definition.name()), context):
+                return False, tr(f"Incorrect parameter value for {definition.name()}")
+        return True, ""
+
+    POINT_FILE_PARAMETERS = ("INPUT",)
 
     def _input_file(self, parameters, name, context):
         """A plain file the engine can read for parameter `name`, or None when it is unset."""
@@ -196,9 +249,10 @@ class GroundCastAlgorithm(QgsProcessingAlgorithm):
         return self._tmp_dir
 
     def _output_folder(self, parameters, context) -> str:
-        out = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        key = parameter("out_dir").processing_key
+        out = self.parameterAsFileOutput(parameters, key, context)
         if not out:
-            raise QgsProcessingException(tr("OUTPUT_FOLDER is not set"))
+            raise QgsProcessingException(tr(f"{key} is not set"))
         return out
 
     def _prior_inputs(self, parameters, context) -> dict:
@@ -220,13 +274,14 @@ class GroundCastAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..engine.errors import Cancelled, InputError
+        from .task import user_words
 
         try:
             return self.run_engine(self._inputs, parameters, context, FeedbackProgress(feedback), feedback)
         except Cancelled as e:
             raise QgsProcessingException(tr(f"Cancelled ({e}); nothing was written.")) from e
         except InputError as e:
-            raise QgsProcessingException(str(e)) from e
+            raise QgsProcessingException(user_words(str(e))) from e
         finally:
             if self._tmp_dir:
                 shutil.rmtree(self._tmp_dir, ignore_errors=True)
@@ -243,58 +298,65 @@ class _ModelAlgorithm(GroundCastAlgorithm):
     GROUP_ID = "forecasting"
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "INPUT", tr("EGMS points (CSV/ZIP file or point layer)"),
-            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVector]))
-        self._add_prior_params()
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "AOI", tr("Area of interest"), [QgsProcessing.TypeVectorPolygon], optional=True))
-        self._add_cell_size()
-        self.addParameter(QgsProcessingParameterNumber(
-            "HORIZON_DAYS", tr("Forecast horizon (days)"), QgsProcessingParameterNumber.Integer, 365,
-            minValue=6, maxValue=3650))
-        self.addParameter(QgsProcessingParameterNumber(
-            "THRESHOLD_MM", tr("Exceedance threshold (mm, negative = subsidence)"),
-            QgsProcessingParameterNumber.Double, -10.0))
-        self.add_specific_params()
-        self._advanced(QgsProcessingParameterNumber(
-            "SEED", tr("Random seed"), QgsProcessingParameterNumber.Integer, 0, minValue=0))
-        self._advanced(QgsProcessingParameterNumber(
-            "EPOCHS", tr("Training epochs (empty: default budget)"), QgsProcessingParameterNumber.Integer,
-            None, optional=True, minValue=1))
-        self._advanced(QgsProcessingParameterEnum("DEVICE", tr("Device"), DEVICES, defaultValue=0))
-        self._add_output_folder()
+        for spec in parameters_for(self.NAME, "processing"):
+            self.add_spec_parameter(spec)
         self.add_outputs()
-
-    def add_specific_params(self):
-        pass
 
     def add_outputs(self):
         pass
 
     def resolve_inputs(self, parameters, context, feedback):
-        points = self._input_file(parameters, "INPUT", context)
-        if points is None:
-            raise QgsProcessingException(tr("INPUT: no points given"))
-        return {"points": points, "aoi": self._input_file(parameters, "AOI", context),
-                **self._prior_inputs(parameters, context)}
+        """The file parameters as plain files, read on the main thread (project layers)."""
+        inputs = {}
+        for spec in parameters_for(self.NAME, "processing"):
+            key = spec.processing_key
+            if spec.kind in ("points", "raster", "polygons", "aoi"):
+                inputs[spec.name] = self._input_file(parameters, key, context)
+            elif spec.kind == "checkpoint":
+                inputs[spec.name] = self.parameterAsFile(parameters, key, context) or None
+        if inputs.get("points") is None:
+            raise QgsProcessingException(tr(f"{parameter('points').processing_key}: no points given"))
+        return inputs
 
     def run_config(self, inputs, parameters, context):
+        """The engine's RunConfig from this algorithm's values, one per PARAMETERS entry."""
         from ..engine.params import RunConfig
 
-        return RunConfig(
-            points=inputs["points"],
-            out_dir=self._output_folder(parameters, context),
-            dem=inputs["dem"], geology=inputs["geology"], geology_field=inputs["geology_field"],
-            soil=inputs["soil"], soil_field=inputs["soil_field"], aoi=inputs["aoi"],
-            cell_size_m=self.parameterAsDouble(parameters, "CELL_SIZE", context),
-            horizon_days=self.parameterAsInt(parameters, "HORIZON_DAYS", context),
-            threshold_mm=self.parameterAsDouble(parameters, "THRESHOLD_MM", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            epochs=self._optional_int(parameters, "EPOCHS", context),
-            holdout_days=self._optional_int(parameters, "HOLDOUT_DAYS", context) or 365,
-        )
+        values = {}
+        for spec in parameters_for(self.NAME, "processing"):
+            if spec.name in inputs:
+                values[spec.name] = inputs[spec.name]
+            elif spec.kind == "folder":
+                values[spec.name] = self._output_folder(parameters, context)
+            else:
+                values[spec.name] = self.parameter_value(spec, parameters, context)
+        return RunConfig.from_values(values)
+
+    def parameter_value(self, spec: Parameter, parameters, context):
+        """The engine's value of a non-file parameter: None when an optional one is empty."""
+        key = spec.processing_key
+        raw = parameters.get(key)
+        if (raw is None or raw == "") and spec.optional:
+            return None
+        if spec.kind == "int":
+            return self.parameterAsInt(parameters, key, context)
+        if spec.kind == "float":
+            return self.parameterAsDouble(parameters, key, context)
+        if spec.kind == "bool":
+            return self.parameterAsBoolean(parameters, key, context)
+        if spec.kind == "choice":
+            return spec.choices[self.parameterAsEnum(parameters, key, context)]
+        return self.parameterAsString(parameters, key, context) or None
+
+    def run_engine(self, inputs, parameters, context, progress, feedback):
+        from .task import run_engine
+
+        config = self.run_config(inputs, parameters, context)
+        result = run_engine(self.NAME, config, progress, log=feedback.pushInfo)
+        return self.results(config.out_dir, result, context, feedback)
+
+    def results(self, out: str, result: dict, context, feedback) -> dict:
+        raise NotImplementedError
 
 
 class ForecastAlgorithm(_ModelAlgorithm):
@@ -317,12 +379,7 @@ class ForecastAlgorithm(_ModelAlgorithm):
                                                       QgsProcessing.TypeVectorPoint))
         self.addOutput(QgsProcessingOutputFile("SUMMARY", tr("Run summary (JSON)")))
 
-    def run_engine(self, inputs, parameters, context, progress, feedback):
-        from ..engine.run import run_forecast
-
-        config = self.run_config(inputs, parameters, context)
-        run_forecast(config, progress, log=feedback.pushInfo)
-        out = config.out_dir
+    def results(self, out, result, context, feedback):
         results = {"OUTPUT_FOLDER": out, "SUMMARY": os.path.join(out, "summary.json"),
                    "POINTS": os.path.join(out, "points.gpkg") + "|layername=points"}
         for key, (fname, label, kind) in self.RASTERS.items():
@@ -348,22 +405,12 @@ class BacktestAlgorithm(_ModelAlgorithm):
             "the model against persistence and a time-function fit (RMSE per horizon, 90% interval "
             "coverage, CRPS). Writes metrics.json and backtest.png to OUTPUT_FOLDER.")
 
-    def add_specific_params(self):
-        self.addParameter(QgsProcessingParameterNumber(
-            "HOLDOUT_DAYS", tr("Held-out period (days)"), QgsProcessingParameterNumber.Integer, 365,
-            minValue=6, maxValue=3650))
-
     def add_outputs(self):
         self.addOutput(QgsProcessingOutputFile("METRICS", tr("Backtest metrics (JSON)")))
         self.addOutput(QgsProcessingOutputFile("PLOT", tr("Backtest chart (PNG)")))
 
-    def run_engine(self, inputs, parameters, context, progress, feedback):
-        from ..engine.run import run_backtest
-
-        config = self.run_config(inputs, parameters, context)
-        metrics = run_backtest(config, progress, log=feedback.pushInfo)
+    def results(self, out, metrics, context, feedback):
         feedback.pushInfo(json.dumps(metrics, indent=1, default=str)[:4000])
-        out = config.out_dir
         return {"OUTPUT_FOLDER": out, "METRICS": os.path.join(out, "metrics.json"),
                 "PLOT": os.path.join(out, "backtest.png")}
 

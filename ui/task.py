@@ -29,10 +29,12 @@ def user_words(message: str) -> str:
     """An engine sentence for a form's reader: a command-line flag becomes the setting's label."""
     from ..engine.params import PARAMETERS
 
-    flags = {p.cli_flag: p.label for p in PARAMETERS}
-    flags.update({"--no-" + p.cli_flag[2:]: p.label for p in PARAMETERS if p.kind == "bool"})
+    flags = {p.cli_flag: f"\u201c{p.label}\u201d" for p in PARAMETERS}
+    for p in PARAMETERS:
+        if p.kind == "bool":
+            flags["--no-" + p.cli_flag[2:]] = f"\u201c{p.label}\u201d off"
     for flag in sorted(flags, key=len, reverse=True):  # --geology-field before --geology
-        message = message.replace(flag, f"\u201c{flags[flag]}\u201d")
+        message = message.replace(flag, flags[flag])
     return message
 
 
