@@ -218,3 +218,108 @@ class PipInstallTask(QgsTask):
             return False
         self.setProgress(100.0)
         return True
+
+
+class MissingPackagesBox:
+    """The dock's banner: what is missing, the command that installs it, and an Install button.
+
+    Built lazily as a QGroupBox (`widget`), so this module still imports without Qt widgets.
+    `changed` is called after every refresh with the list of missing packages.
+    """
+
+    def __init__(self, message_bar=None, on_status=None, changed=None):
+        from qgis.PyQt.QtGui import QFont
+        from qgis.PyQt.QtWidgets import (
+            QApplication,
+            QGroupBox,
+            QHBoxLayout,
+            QLabel,
+            QPlainTextEdit,
+            QProgressBar,
+            QPushButton,
+            QVBoxLayout,
+        )
+        from qgis.PyQt.QtCore import Qt
+
+        self.message_bar = message_bar
+        self.on_status = on_status or (lambda text: None)
+        self.changed = changed or (lambda missing: None)
+        self.missing = []
+        self.task = None
+        box = QGroupBox("Missing Python packages")
+        box.setStyleSheet("QGroupBox { font-weight: bold; color: #8a1c1c; }")
+        layout = QVBoxLayout(box)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setStyleSheet("font-weight: normal; color: palette(text);")
+        layout.addWidget(self.label)
+        self.command = QPlainTextEdit()
+        self.command.setReadOnly(True)
+        self.command.setFont(QFont("monospace"))
+        self.command.setMaximumHeight(96)
+        self.command.setStyleSheet("font-weight: normal; color: palette(text);")
+        layout.addWidget(self.command)
+        row = QHBoxLayout()
+        self.install_button = QPushButton("Install")
+        self.install_button.setToolTip("Runs the pip command above in the background")
+        self.install_button.clicked.connect(self.install)
+        copy_button = QPushButton("Copy command")
+        copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.command.toPlainText()))
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        row.addWidget(self.install_button)
+        row.addWidget(copy_button)
+        row.addWidget(self.progress, 1)
+        layout.addLayout(row)
+        self.widget = box
+
+    def refresh(self) -> list:
+        importlib.invalidate_caches()
+        problems = {name: "not installed" for name in missing_dependencies()}
+        try:
+            problems.update({k: v for k, v in dependency_problems().items() if k in problems})
+        except Exception:  # noqa: BLE001 (only used for wording)
+            pass
+        self.missing = list(problems)
+        if self.missing:
+            lines = "".join(f"<li><b>{name}</b>: {why}</li>" for name, why in problems.items())
+            self.label.setText(
+                "GroundCast cannot run until these packages are installed into the Python that QGIS "
+                f"uses:<ul style='margin:2px'>{lines}</ul>Run this in a terminal, or press Install "
+                "(pip part only), then restart QGIS:")
+            self.command.setPlainText(install_command(self.missing))
+            _, pip_part = split_missing(self.missing)
+            self.install_button.setEnabled(bool(pip_part) and self.task is None)
+        self.widget.setVisible(bool(self.missing))
+        self.changed(self.missing)
+        return self.missing
+
+    def install(self) -> None:
+        from qgis.core import QgsApplication
+
+        _, pip_part = split_missing(self.missing)
+        if not pip_part or self.task is not None:
+            return
+        task = PipInstallTask(pip_part)
+        task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        task.messageChanged.connect(self.on_status)
+        task.taskCompleted.connect(lambda: self._done(True))
+        task.taskTerminated.connect(lambda: self._done(False))
+        self.task = task
+        self.install_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        QgsApplication.taskManager().addTask(task)
+
+    def _done(self, ok: bool) -> None:
+        task, self.task = self.task, None
+        self.progress.setVisible(False)
+        if self.message_bar is not None:
+            if ok:
+                self.message_bar.pushMessage("GroundCast", "Python packages installed; restart QGIS to use "
+                                             "them.", Qgis.Success, 10)
+            elif task is not None and task.error:
+                self.message_bar.pushMessage("GroundCast", f"Installing packages failed: {task.error} "
+                                             "(details in the log).", Qgis.Critical, 10)
+        self.refresh()

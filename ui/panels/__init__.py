@@ -1,0 +1,1 @@
+"""The dock's panels, one file each: inputs, area, parameters, run, results."""
