@@ -110,7 +110,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         except InputError:
             if spec.minimum is None or spec.maximum is None:
                 raise
-            raise InputError(f"{spec.cli_flag} {value}: choose {_range(spec)}.") from None
+            raise InputError(f"{spec.cli_flag} {_number(value)}: choose {_range(spec)}.") from None
         values[spec.name] = value
     config = RunConfig.from_values(values)
     config.check(args.command)

@@ -61,3 +61,34 @@ def test_help_lists_the_documented_options():
     ):
         assert option in text
     assert "--holdout-days" in run("backtest", "--help").stdout
+
+
+EGMS_ZIP = REPO / "tests" / "data" / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
+
+
+def test_out_of_range_value_is_one_sentence_naming_the_flag(tmp_path):
+    out = tmp_path / "out"
+    result = run("forecast", "--points", str(EGMS_ZIP), "--out", str(out), "--cell-size", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --cell-size 2: choose 5 to 5000 m."]
+    assert not out.exists()
+
+
+def test_priors_switch_keeps_its_old_flag():
+    from engine.cli import parser
+
+    base = ["forecast", "--points", "p.csv", "--out", "o"]
+    assert parser().parse_args(base).use_priors is True
+    assert parser().parse_args([*base, "--no-priors"]).use_priors is False
+    assert parser().parse_args([*base, "--priors"]).use_priors is True
+
+
+def test_a_good_run_prints_no_warning(tmp_path):
+    """stderr holds the progress lines and the engine's notes, and nothing else (no PROJ warning)."""
+    out = tmp_path / "fc"
+    result = run("forecast", "--points", str(EGMS_ZIP), "--out", str(out), "--epochs", "1", "--horizon-days",
+                 "30", "--cell-size", "200")
+    assert result.returncode == 0, result.stderr
+    assert (out / "summary.json").is_file()
+    assert "warning" not in result.stderr.lower(), result.stderr
+    assert "training pass 1/1, mean loss" in result.stderr

@@ -38,7 +38,7 @@ def test_a_new_parameter_reaches_the_cli_with_its_range(dummy, capsys):
     assert _cli_args("--dummy-budget", "4.5").dummy_budget == 4.5
     help_text = _cli_help("forecast", capsys)
     assert "--dummy-budget" in help_text and "2 to 7.5 mm" in help_text
-    with pytest.raises(InputError, match=r"--dummy-budget 9\.0: choose 2 to 7\.5 mm"):
+    with pytest.raises(InputError, match=r"--dummy-budget 9: choose 2 to 7\.5 mm"):
         cli.run_config(_cli_args("--dummy-budget", "9"))
 
 

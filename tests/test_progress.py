@@ -1,0 +1,80 @@
+"""The time-left estimate: steady at a steady pace, quiet while too early to tell."""
+from __future__ import annotations
+
+import pytest
+
+from engine.progress import Eta, format_duration, with_time_left
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_steady_pace_gives_the_true_time_left():
+    clock = Clock()
+    eta = Eta(clock)
+    for second in range(1, 200):
+        clock.now = float(second)
+        left = eta.update(second / 200)
+        if second < 5:
+            assert left is None  # too early to tell
+        else:
+            assert left == pytest.approx(200 - second, rel=0.05, abs=1)
+
+
+def test_a_slow_start_is_forgotten():
+    """Reading the file took 60 s for 10 %; then 1 % a second: the estimate follows the recent pace."""
+    clock = Clock()
+    eta = Eta(clock)
+    clock.now = 60.0
+    eta.update(0.10)
+    left = None
+    for second in range(1, 61):
+        clock.now = 60.0 + second
+        left = eta.update(0.10 + second / 100)
+    assert left == pytest.approx(30, abs=5)  # 30 % left at 1 % a second; the whole run's mean says 55
+
+
+def test_the_estimate_does_not_jump_with_one_slow_step():
+    clock = Clock()
+    eta = Eta(clock)
+    for second in range(1, 51):
+        clock.now = float(second)
+        before = eta.update(second / 100)
+    clock.now += 10  # one step took 10 s instead of 1
+    after = eta.update(0.51)
+    assert abs(after - before) < 0.5 * before
+
+
+def test_durations_read_as_a_person_says_them():
+    assert format_duration(3) == "5 s"
+    assert format_duration(44) == "45 s"
+    assert format_duration(59) == "1 min"
+    assert format_duration(80) == "1 min 20 s"
+    assert format_duration(25 * 60) == "25 min"
+    assert format_duration(3700) == "1 h 02 min"
+
+
+def test_messages_carry_the_time_left():
+    clock = Clock()
+    seen = []
+
+    class Parent:
+        def progress(self, fraction, message):
+            seen.append(message)
+
+        def should_cancel(self):
+            return True
+
+    progress = with_time_left(Parent(), clock)
+    progress.progress(0.0, "reading")
+    clock.now = 30.0
+    progress.progress(0.5, "training pass 3/6, mean loss 0.412")
+    clock.now = 60.0
+    progress.progress(1.0, "done")
+    assert seen == ["reading", "training pass 3/6, mean loss 0.412, about 30 s left", "done"]
+    assert progress.should_cancel()
