@@ -733,7 +733,7 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
         style_interval(interval, band=interval.bandCount())
         result["interval90"] = interval
 
-    threshold = summary.get("threshold_mm", (summary.get("inputs") or {}).get("threshold_mm"))
+    threshold = run.threshold_mm
     name = (f"P(passing {_fmt(threshold)} mm{since})" if isinstance(threshold, (int, float))
             else f"Exceedance probability{since}")
     exceedance = _raster(run, "exceedance", name)

@@ -21,34 +21,23 @@ from ..engine.definitions import ATTRIBUTION
 LOG_TAG = "GroundCast"
 
 
-# -- data: series.npz and the quantile rasters ------------------------------------------------
+# -- data: the forecast folder's series and quantile rasters (engine.results.ForecastRun) --------
 class SeriesStore:
-    """series.npz of one forecast folder, loaded once; hands out examples for plot_series."""
+    """The points of one forecast folder; hands out examples for plot_series, one point read at a time."""
 
     def __init__(self, out_dir: str):
-        import numpy as np
+        from ..engine.results import ForecastRun
 
         self.out_dir = Path(out_dir)
-        with np.load(self.out_dir / "series.npz", allow_pickle=False) as npz:
-            self.data = {k: npz[k] for k in npz.files}
-        self.pid = self.data["pid"].astype(str)
-        self.x = self.data["x"].astype("float64")
-        self.y = self.data["y"].astype("float64")
-        n, h = len(self.pid), len(self.data["dates_fc"])
-        for key in ("q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
-            value = self.data.get(key)
-            # the documented layout is [N, H]; accept a stray [H, N] rather than fail on a click
-            if value is not None and value.shape == (h, n) and n != h:
-                self.data[key] = value.T
+        self.run = ForecastRun.open(out_dir, kind="forecast")
+        self.pid = self.run.pids
+        self.x, self.y = self.run.xy
 
     def __len__(self) -> int:
         return len(self.pid)
 
     def index_of(self, pid: str):
-        import numpy as np
-
-        hits = np.flatnonzero(self.pid == str(pid))
-        return int(hits[0]) if hits.size else None
+        return self.run.index_of(pid)
 
     def nearest(self, x: float, y: float, max_distance: float):
         """Index of the closest point within max_distance (same CRS as the grid), or None."""
@@ -60,47 +49,40 @@ class SeriesStore:
         i = int(np.argmin(d2))
         return i if d2[i] <= max_distance ** 2 else None
 
-    def _dates(self, key):
-        return self.data[key].astype("datetime64[D]")
-
     def example(self, i: int) -> dict:
-        example = {"label": f"Point {self.pid[i]}", "pid": self.pid[i], "dates_obs": self._dates("dates_obs"),
-                   "dates_fc": self._dates("dates_fc")}
-        for key in ("obs_mm", "q05_mm", "q50_mm", "q95_mm", "timefn_mm", "persistence_mm"):
-            if key in self.data:
-                example[key] = self.data[key][i]
-        return example
+        return self.run.series(i)
 
     def cell_example(self, x: float, y: float):
         """The forecast of the grid cell under (x, y) with the median history of its points, or None."""
         import numpy as np
 
-        cell = _read_cell(self.out_dir, x, y)
+        cell = _read_cell(self.run, x, y)
         if cell is None:
             return None
         (x0, x1, y0, y1), values = cell
         inside = (self.x >= x0) & (self.x < x1) & (self.y > y0) & (self.y <= y1)
+        dates_obs, dates_fc = self.run.series_dates
         example = {"label": f"Cell at {x:.0f}, {y:.0f} ({int(inside.sum())} points)",
-                   "dates_obs": self._dates("dates_obs"), "dates_fc": self._dates("dates_fc")}
+                   "dates_obs": dates_obs, "dates_fc": dates_fc}
         example.update(values)
         if inside.any():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
                 for key in ("obs_mm", "timefn_mm", "persistence_mm"):
-                    if key in self.data:
-                        example[key] = np.nanmedian(self.data[key][inside], axis=0)
+                    example[key] = np.nanmedian(self.run.series_values(key, inside), axis=0)
         return example
 
 
-def _read_cell(out_dir: Path, x: float, y: float):
+def _read_cell(run, x: float, y: float):
     """((x0, x1, y0, y1) of the cell, {q05_mm, q50_mm, q95_mm}) at (x, y), or None outside/nodata."""
     import numpy as np
     from osgeo import gdal
 
-    files = {"q50_mm": "forecast.tif", "q05_mm": "forecast_q05.tif", "q95_mm": "forecast_q95.tif"}
+    kinds = {"q50_mm": "forecast", "q05_mm": "forecast_q05", "q95_mm": "forecast_q95"}
     values, bounds = {}, None
-    for key, name in files.items():
-        ds = gdal.Open(str(out_dir / name))
+    for key, kind in kinds.items():
+        path = run.raster(kind)
+        ds = gdal.Open(str(path)) if path is not None else None
         if ds is None:
             continue
         gt = ds.GetGeoTransform()

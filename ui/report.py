@@ -218,7 +218,7 @@ def skill_table(metrics: dict | None) -> tuple:
     models = metrics["models"]
     names = [n for n in MODEL_LABELS if n in models] + [n for n in models if n not in MODEL_LABELS]
     headers = ["Score"] + [MODEL_LABELS.get(n, n) for n in names]
-    shared = metrics.get("horizons_days", metrics.get("horizon_days")) or []
+    shared = metrics.get("horizons_days") or []
     rows = []
     for k, h in enumerate(shared):
         row = [f"RMSE at {int(h)} days (mm)"]
