@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -10,9 +11,10 @@ from .aoi import AOI, read_aoi
 from .crs import require_metric
 from .definitions import EGMS_CRS, STEP_DAYS
 from .errors import InputError
-from .grid import Cube, grid_points, make_grid
+from .grid import (NOTE_ABOVE_BYTES, Cube, check_grid_budget, check_outlying_points, grid_points, make_grid,
+                   memory_budget_bytes, size_text)
 from .params import RunConfig
-from .points import PointSeries, read_points, regularize_time, reproject_points
+from .points import PointSeries, read_points, regular_epoch_count, regularize_time, reproject_points
 from .priors import Priors, build_priors
 from .progress import NullProgress, check_cancel, scaled
 
@@ -26,15 +28,23 @@ class Scene:
     cube: Cube
     priors: Priors
     aoi: AOI | None
+    notes: list[str] = field(default_factory=list)  # for the log and summary.json, one sentence each
 
 
 def prepare(
-    config: RunConfig, progress=None, until: np.datetime64 | None = None, points: PointSeries | None = None
+    config: RunConfig,
+    progress=None,
+    until: np.datetime64 | None = None,
+    points: PointSeries | None = None,
+    budget_bytes: int | None = None,
 ) -> Scene:
     """Read, clip, resample and grid the points, and put the priors on the same grid.
 
-    With `until`, epochs after that date are dropped before anything else sees them.
-    `points` skips reading them again when the caller already has them (inside the AOI).
+    With `until`, epochs after that date are dropped before anything else sees them (a backtest:
+    the horizon is then config.holdout_days). `points` skips reading them again when the caller
+    already has them (inside the AOI). Before the grid is made, its memory is estimated against
+    `budget_bytes` (None: half of this computer's memory), with or without an AOI; points far from
+    the rest are named. What the inputs needed repaired is in Scene.notes.
     """
     progress = progress or NullProgress()
     aoi = read_aoi(config.aoi) if config.aoi else None
@@ -58,18 +68,23 @@ def prepare(
         require_metric(points.crs, points.source)
     except InputError:
         points = reproject_points(points, EGMS_CRS)
-    regular = regularize_time(points, STEP_DAYS, progress=scaled(progress, 0.6, 0.75))
+    budget = memory_budget_bytes() if budget_bytes is None else int(budget_bytes)
+    horizon_days = config.holdout_days if until is not None else config.horizon_days
+    horizon_steps = max(1, math.ceil(horizon_days / STEP_DAYS))
+    n_epochs = regular_epoch_count(points.dates, STEP_DAYS)
+    check_history(points, n_epochs, horizon_steps)
     if aoi is not None:
-        x0, y0, x1, y1 = aoi.to_crs(points.crs).geometry.bounds
+        bounds = aoi.to_crs(points.crs).geometry.bounds
+        source = f"area of interest {aoi.source}"
     else:
+        check_outlying_points(points.x, points.y, points.ids, config.cell_size_m, points.source)
         half = config.cell_size_m / 2
-        x0, y0, x1, y1 = (
-            points.x.min() - half,
-            points.y.min() - half,
-            points.x.max() + half,
-            points.y.max() + half,
-        )
-    grid = make_grid((x0, y0, x1, y1), config.cell_size_m, points.crs)
+        bounds = (points.x.min() - half, points.y.min() - half, points.x.max() + half, points.y.max() + half)
+        source = points.source
+    need = check_grid_budget(bounds, config.cell_size_m, n_epochs, budget, source, horizon_steps)
+    regular = regularize_time(points, STEP_DAYS, progress=scaled(progress, 0.6, 0.75), max_bytes=budget)
+    check_observed_epochs(regular, horizon_steps)
+    grid = make_grid(bounds, config.cell_size_m, points.crs)
     cube = grid_points(regular, grid, progress=scaled(progress, 0.75, 0.9))
     check_cancel(progress)
     if config.use_priors:
@@ -85,4 +100,45 @@ def prepare(
         )
     else:
         priors = build_priors(grid)
-    return Scene(points, regular, cube, priors, aoi)
+    notes = [*points.notes, *(aoi.notes if aoi is not None else ()), *priors.notes]
+    if need > NOTE_ABOVE_BYTES:
+        notes.append(f"{source}: the grid of {grid.width:,} × {grid.height:,} cells over {n_epochs:,} epochs "
+                     f"takes about {size_text(need)} of memory.")
+    return Scene(points, regular, cube, priors, aoi, notes)
+
+
+def min_history_epochs(horizon_steps: int) -> int:
+    """The fewest regular epochs training accepts for this horizon (windows.split_anchors' rule)."""
+    from .windows import split_anchors  # imports torch: only when a run is prepared
+
+    for n_epochs in range(2, 10_000):
+        try:
+            split_anchors(n_epochs, horizon_steps)
+            return n_epochs
+        except InputError:
+            continue
+    raise ValueError(f"no history is long enough for {horizon_steps} steps")
+
+
+def check_history(points: PointSeries, n_epochs: int, horizon_steps: int) -> None:
+    """InputError naming the file when its dates span too few regular epochs to train on."""
+    need = min_history_epochs(horizon_steps)
+    if n_epochs < need:
+        raise InputError(
+            f"{points.source}: its dates from {points.dates[0]} to {points.dates[-1]} span {n_epochs} epochs "
+            f"of {STEP_DAYS} days, and training needs at least {need} (about "
+            f"{need * STEP_DAYS / 365.25:.1f} years); give a longer time series."
+        )
+
+
+def check_observed_epochs(regular: PointSeries, horizon_steps: int) -> None:
+    """InputError naming the file when too few regular epochs hold an observation: a series of two
+    dates ten years apart spans many epochs but shows nothing to learn from."""
+    need = min_history_epochs(horizon_steps)
+    observed = int(regular.valid.any(0).sum())
+    if observed < need:
+        raise InputError(
+            f"{regular.source}: only {observed} of its {regular.n_dates} epochs of {STEP_DAYS} days from "
+            f"{regular.dates[0]} to {regular.dates[-1]} hold an observation, and training needs at least "
+            f"{need}; give a series observed at least every few weeks."
+        )
