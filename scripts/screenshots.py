@@ -85,8 +85,7 @@ def step_start():
 def step_show_results():
     dock = state["dock"]
     aoi = DEMO / "data" / "aoi.geojson"
-    params = {"aoi": str(aoi) if aoi.is_file() else None, "aoi_name": "Demo region"}
-    layers = dock.show_forecast(str(DEMO / "forecast"), params)
+    layers = dock.show_forecast(str(DEMO / "forecast"), "Demo region", str(aoi) if aoi.is_file() else None)
     if (DEMO / "backtest" / "metrics.json").is_file():
         dock.show_backtest(str(DEMO / "backtest"))
     state["layers"] = layers
@@ -119,9 +118,9 @@ def step_timeseries():
     points = state["layers"].get("points")
     if points is None:
         raise RuntimeError("the forecast has no points layer")
-    # the point with the most forecast subsidence: the plot a reader wants to see
-    fids = sorted(((f["forecast_mm"] if f["forecast_mm"] is not None else 0.0, f.id())
-                   for f in points.getFeatures()))
+    # the point with the most forecast change: the plot a reader wants to see
+    field = points.renderer().classAttribute()
+    fids = sorted(((-abs(f[field]) if f[field] is not None else 0.0, f.id()) for f in points.getFeatures()))
     points.selectByIds([fids[0][1]])  # the dock plots the selected point
 
 
@@ -132,10 +131,29 @@ def step_timeseries_shot():
     dock.resize(760, 980)
     dock.move(40, 10)
     settle(1.5)
-    save(dock.plot, "screenshot_timeseries.png")
+    save(dock.results.plot, "screenshot_timeseries.png")
+    dock.setFloating(False)
 
 
-STEPS = [step_start, step_show_results, step_zoom, step_main_shot, step_timeseries, step_timeseries_shot]
+def step_report_dialog():
+    from groundcast.ui.report_dialog import open_report_dialog
+
+    dialog = open_report_dialog(iface, str(DEMO / "forecast"), parent=iface.mainWindow(),
+                                result_layers=state["layers"])
+    if dialog is None:
+        raise RuntimeError("the report dialog did not open")
+    dialog.move(200, 200)
+    state["report_dialog"] = dialog
+
+
+def step_report_dialog_shot():
+    settle(1.0)
+    save(state["report_dialog"], "screenshot_report_dialog.png")
+    state["report_dialog"].close()
+
+
+STEPS = [step_start, step_show_results, step_zoom, step_main_shot, step_timeseries, step_timeseries_shot,
+         step_report_dialog, step_report_dialog_shot]
 
 
 def run(index=0):

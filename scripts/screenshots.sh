@@ -3,6 +3,7 @@
 # from this checkout and a throw-away QGIS profile (the user's own profile is never touched).
 #   docs/screenshot_main.png        QGIS with the GroundCast dock and the styled forecast
 #   docs/screenshot_timeseries.png  the dock's time-series plot of one point
+#   docs/screenshot_report_dialog.png  the Report… dialog
 #   docs/screenshot_report.png      page 1 of DEMO_DIR/report.pdf
 # Needs `make demo` output. Usage: bash scripts/screenshots.sh [DEMO_DIR (default demo_out)]
 set -euo pipefail
@@ -31,7 +32,7 @@ if [[ -x "$ROOT/.venv/bin/python" ]]; then
     SITE="$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 fi
 
-rm -f "$SHOTS/screenshot_main.png" "$SHOTS/screenshot_timeseries.png"
+rm -f "$SHOTS/screenshot_main.png" "$SHOTS/screenshot_timeseries.png" "$SHOTS/screenshot_report_dialog.png"
 status=0
 env QGIS_PLUGINPATH="$TMP/plugins" PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" \
     GROUNDCAST_DEMO="$DEMO" GROUNDCAST_SHOTS="$SHOTS" GROUNDCAST_LOG="$TMP/screenshots.log" \
@@ -45,11 +46,11 @@ if [[ $status -ne 0 ]]; then
     [[ $status -eq 124 ]] && die "QGIS did not finish within ${TIMEOUT_S}s"
     die "QGIS exited with status $status"
 fi
-for name in screenshot_main screenshot_timeseries; do
+for name in screenshot_main screenshot_timeseries screenshot_report_dialog; do
     [[ -s "$SHOTS/$name.png" ]] || die "$SHOTS/$name.png was not written (see the log above)"
 done
 
 # The report page as the PDF reader shows it, not as QGIS drew it.
 pdftoppm -png -r 110 -f 1 -l 1 -singlefile "$DEMO/report.pdf" "$TMP/report"
 mv "$TMP/report.png" "$SHOTS/screenshot_report.png"
-echo "screenshots: wrote $SHOTS/screenshot_main.png, screenshot_timeseries.png, screenshot_report.png"
+echo "screenshots: wrote $SHOTS/screenshot_main.png, screenshot_timeseries.png, screenshot_report_dialog.png, screenshot_report.png"
