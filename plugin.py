@@ -22,6 +22,7 @@ class GroundCastPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.action = None
+        self.report_action = None
         self.dock = None
         self.provider = None
         self.switcher = None
@@ -34,6 +35,11 @@ class GroundCastPlugin:
         self.action.toggled.connect(self._toggle_dock)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToMenu(MENU, self.action)
+        self.report_action = QAction("Report\u2026", self.iface.mainWindow())
+        self.report_action.setObjectName("GroundCastReportAction")
+        self.report_action.setToolTip("Lay out the last forecast's maps and a time series; export PDF or PNG")
+        self.report_action.triggered.connect(self.open_report)
+        self.iface.addPluginToMenu(MENU, self.report_action)
 
         self._init_dock()
         self.initProcessing()
@@ -86,6 +92,12 @@ class GroundCastPlugin:
         if checked:
             self.dock.raise_()
 
+    def open_report(self):
+        """The dock's Report…: the last forecast, or a forecast folder the user picks."""
+        if self.dock is None:
+            return None
+        return self.dock.open_report()
+
     def unload(self):
         if self.switcher is not None:
             self.switcher.stop()
@@ -101,6 +113,11 @@ class GroundCastPlugin:
             self.dock.setParent(None)  # gone from the main window at once, deleted later
             self.dock.deleteLater()
             self.dock = None
+        if self.report_action is not None:
+            self.iface.removePluginMenu(MENU, self.report_action)
+            self.report_action.setParent(None)
+            self.report_action.deleteLater()
+            self.report_action = None
         if self.action is not None:
             self.iface.removePluginMenu(MENU, self.action)
             self.iface.removeToolBarIcon(self.action)

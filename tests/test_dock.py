@@ -407,9 +407,7 @@ def test_backtest_table(dock):
 
 
 def test_backtest_from_dock_shows_table_and_plot(dock, tmp_path, monkeypatch):
-    import json
-
-    from groundcast.engine.fileio import atomic_dir
+    from groundcast.engine.results import OutputFolder, write_backtest_folder
 
     metrics = {"horizons_days": [12, 90], "models": {
         "mmstt": {"rmse_mm": [3.0, 4.0]}, "persistence": {"rmse_mm": [3.5, 5.3]},
@@ -418,12 +416,8 @@ def test_backtest_from_dock_shows_table_and_plot(dock, tmp_path, monkeypatch):
     def fake_backtest(config, progress, log=None):
         assert isinstance(config, RunConfig)
         assert config.holdout_days == dock.parameters.widget("holdout_days").value()
-        with atomic_dir(config.out_dir) as tmp:
-            (tmp / "metrics.json").write_text(json.dumps(metrics))
-            from matplotlib.figure import Figure
-
-            Figure(figsize=(6, 3)).savefig(tmp / "backtest.png")
-        return metrics
+        with OutputFolder(config, "backtest") as out:
+            return write_backtest_folder(out, metrics, examples=[])
 
     monkeypatch.setattr(task_module, "engine_function", lambda kind: fake_backtest)
     dock.inputs.points_combo.setLayer(memory_points("&field=D20200101:double&field=D20200107:double"))
@@ -440,7 +434,7 @@ def test_backtest_from_dock_shows_table_and_plot(dock, tmp_path, monkeypatch):
     results.backtest_image.clicked.emit()
     window = results.image_window
     assert window is not None and window.isVisible()
-    assert window.image.pixmap().width() == results.backtest_pixmap.width() == 6 * 100
+    assert window.image.pixmap().width() == results.backtest_pixmap.width() > results.backtest_image.width()
     window.close()
 
 
@@ -517,11 +511,11 @@ def test_full_forecast_on_demo_region(dock, qgis_iface, demo_data_dir, tmp_path)
     assert dock.tabs.currentIndex() == 1  # Results, as after a backtest
 
     group = project.layerTreeRoot().children()[0]
-    assert group.name().startswith("Demo AOI \u00b7 to ") and " \u00b7 run " in group.name()
+    assert "Demo AOI \u00b7 to " in group.name() and " \u00b7 run " in group.name()
     layers = dock.results.result_layers
     shown = [c.layer() for c in group.children() if isinstance(c, QgsLayerTreeLayer)]
     # the AOI outline at the bottom, under every result; the rubber band and selection gone
-    assert shown[-1] is layers["aoi"] and layers["forecast"] in shown
+    assert shown[-1] is layers["aoi"] and layers["change"] in shown
     assert not dock.area.band.isVisible() and aoi.selectedFeatureCount() == 0
     symbol = layers["aoi"].renderer().symbol()
     assert symbol.symbolLayer(0).brushStyle() == Qt.NoBrush  # an outline only
@@ -534,3 +528,21 @@ def test_full_forecast_on_demo_region(dock, qgis_iface, demo_data_dir, tmp_path)
     point = next(layers["points"].getFeatures()).geometry().asPoint()
     assert dock.results.show_series_at(point, layers["points"].crs())
     assert dock.results.plot.example is not None and "q50_mm" in dock.results.plot.example
+
+
+def test_the_docked_plot_gives_a_short_forecast_room(dock):
+    from matplotlib.dates import date2num
+
+    dates_obs = np.arange(np.datetime64("2020-01-03"), np.datetime64("2024-12-26"), 6)
+    dates_fc = dates_obs[-1] + 6 * np.arange(1, 31)  # 180 days ahead
+    trend = np.linspace(0, -40, dates_obs.size)
+    example = {"label": "Point a", "dates_obs": dates_obs, "obs_mm": trend, "dates_fc": dates_fc,
+               "q05_mm": np.full(30, -45.0), "q50_mm": np.full(30, -42.0), "q95_mm": np.full(30, -39.0)}
+    dock.results.plot.show_example(example)
+    ax = dock.results.plot.figure.axes[0]
+    left, right = ax.get_xlim()
+    share = (date2num(dates_fc[-1].astype(dt.date)) - date2num(dates_fc[0].astype(dt.date))) / (right - left)
+    assert share > 0.18  # was 0.1 with all five years of history in view
+    assert right >= date2num(dates_fc[-1].astype(dt.date))
+    low, high = ax.get_ylim()
+    assert low <= -45 and high < 0  # the y-axis follows what is in view, not the first years

@@ -67,7 +67,8 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     plugin.initGui()
 
     action = plugin.action
-    assert action in ui.toolbar and action in ui.menus["&GroundCast"]
+    assert action in ui.toolbar and ui.menus["&GroundCast"] == [action, plugin.report_action]
+    assert plugin.report_action.text() == "Report\u2026"
     assert action.text() == "GroundCast" and action.isCheckable() and not action.icon().isNull()
     docks = _groundcast_docks(window)
     assert docks == [plugin.dock] and ui.docks == [plugin.dock]
@@ -84,9 +85,9 @@ def test_load_toggle_unload_leaves_nothing(qgis_iface, ui, qgis_new_project):
     assert canvas.findChildren(QgsMapTool)  # the dock's AOI and pick tools
 
     # the AOI tool in use and an AOI shown when the plugin goes away
-    plugin.dock.draw_button.setChecked(True)
-    assert canvas.mapTool() is plugin.dock.aoi_tool
-    plugin.dock.use_canvas_extent()
+    plugin.dock.area.draw_button.setChecked(True)
+    assert canvas.mapTool() is plugin.dock.area.tool
+    plugin.dock.area.use_canvas_extent()
     assert len(_rubber_bands(canvas)) > bands_before
 
     plugin.unload()
@@ -109,15 +110,43 @@ def test_missing_dependency_still_loads_and_says_what(qgis_iface, ui, monkeypatc
     plugin.initGui()
     try:
         dock = plugin.dock
-        assert dock is not None and not dock.deps_box.isHidden()
-        text = dock.deps_label.text()
+        assert dock is not None and not dock.deps.widget.isHidden()
+        text = dock.deps.label.text()
         assert "torch" in text and "safetensors" in text
-        command = dock.deps_command.toPlainText()
+        command = dock.deps.command.toPlainText()
         assert "-m pip install --user" in command and "torch==2.13.0" in command
         assert "safetensors==0.8.0" in command
-        assert dock.deps_command.isReadOnly()
-        assert dock.install_button.isEnabled()
-        assert not dock.forecast_button.isEnabled() and not dock.backtest_button.isEnabled()
+        assert dock.deps.command.isReadOnly()
+        assert dock.deps.install_button.isEnabled()
+        run = dock.run_panel
+        assert not run.forecast_button.isEnabled() and not run.backtest_button.isEnabled()
+    finally:
+        plugin.unload()
+        _flush_deletes()
+
+
+def test_report_menu_asks_for_a_forecast_folder(qgis_iface, ui, monkeypatch, tmp_path):
+    from qgis.PyQt.QtWidgets import QFileDialog
+
+    asked = []
+    answers = iter(["", str(tmp_path)])
+
+    def pick(*args):
+        asked.append(args)
+        return next(answers)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", pick)
+    messages = []
+    monkeypatch.setattr(qgis_iface.messageBar(), "pushMessage", lambda *args: messages.append(args))
+    plugin = groundcast.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        assert plugin.dock.results.forecast_dir is None  # no run yet: the menu asks for a folder
+        plugin.report_action.trigger()
+        assert len(asked) == 1 and messages == []  # cancelled: nothing happens
+        plugin.report_action.trigger()
+        # an empty folder is no forecast: one sentence, no dialog
+        assert len(asked) == 2 and len(messages) == 1 and str(tmp_path) in messages[0][1]
     finally:
         plugin.unload()
         _flush_deletes()

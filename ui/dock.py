@@ -206,7 +206,7 @@ class GroundCastDock(QgsDockWidget):
         out_dir = config.out_dir if config is not None else ""
         try:
             if running.get("kind") == "backtest":
-                self.show_backtest(out_dir, result)
+                self.show_backtest(out_dir)
             else:
                 self.show_forecast(out_dir, running.get("aoi_name", ""), config.aoi if config else None)
         except Exception as exc:  # noqa: BLE001 (results exist on disk; say where)
@@ -229,8 +229,8 @@ class GroundCastDock(QgsDockWidget):
                                             Qgis.Success, 6)
         return layers
 
-    def show_backtest(self, out_dir: str, metrics: dict | None = None) -> None:
-        self.results.show_backtest(out_dir, metrics)
+    def show_backtest(self, out_dir: str) -> None:
+        self.results.show_backtest(out_dir)
         self.tabs.setCurrentIndex(RESULTS_TAB)
         self._status("Backtest done.")
         self.iface.messageBar().pushMessage("GroundCast", "Backtest done: see the skill table in the dock.",
@@ -239,6 +239,7 @@ class GroundCastDock(QgsDockWidget):
     def open_report(self):
         """The report dialog for the last forecast; without one, the user picks a forecast folder."""
         out_dir = self.results.forecast_dir
+        result_layers = self.results.result_layers if out_dir else None
         if not out_dir:
             start = settings.read(settings.LAST_REPORT_DIR, str(Path.home()))
             out_dir = QFileDialog.getExistingDirectory(self, "Forecast folder to report on", start)
@@ -250,7 +251,8 @@ class GroundCastDock(QgsDockWidget):
         except ImportError as exc:
             self._error(f"The report cannot be made here ({exc}).")
             return None
-        return open_report_dialog(self.iface, out_dir, parent=self)
+        return open_report_dialog(self.iface, out_dir, parent=self, result_layers=result_layers,
+                                  backtest_dir=self.results.backtest_dir)
 
     # -- leaving ------------------------------------------------------------------------------
     def closeEvent(self, event):  # noqa: N802 (Qt API)

@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (
 from ..engine.definitions import ATTRIBUTION
 
 LOG_TAG = "GroundCast"
+HISTORY_SHOWN_DAYS = 2 * 365  # the docked plot: two years of history before the forecast
 
 
 # -- data: the forecast folder's series and quantile rasters (engine.results.ForecastRun) --------
@@ -62,7 +63,8 @@ class SeriesStore:
         (x0, x1, y0, y1), values = cell
         inside = (self.x >= x0) & (self.x < x1) & (self.y > y0) & (self.y <= y1)
         dates_obs, dates_fc = self.run.series_dates
-        example = {"label": f"Cell at {x:.0f}, {y:.0f} ({int(inside.sum())} points)",
+        n_inside = int(inside.sum())
+        example = {"label": f"Cell at {x:.0f}, {y:.0f} ({n_inside} point{'' if n_inside == 1 else 's'})",
                    "dates_obs": dates_obs, "dates_fc": dates_fc}
         example.update(values)
         if inside.any():
@@ -131,6 +133,39 @@ def _canvas_class():
     return FigureCanvasQTAgg
 
 
+def focus_on_forecast(ax, example: dict, history_days: int = HISTORY_SHOWN_DAYS) -> None:
+    """Start the x-axis `history_days` before the forecast, so a short forecast is not squeezed
+    against years of history (the y-axis follows what stays in view)."""
+    import numpy as np
+
+    dates_fc = example.get("dates_fc")
+    if dates_fc is None or len(dates_fc) == 0:
+        return
+    dates_fc = np.asarray(dates_fc, dtype="datetime64[D]")
+    start = dates_fc[0] - np.timedelta64(int(history_days), "D")
+    end = dates_fc[-1] + np.timedelta64(max(6, int((dates_fc[-1] - start).astype(int) * 0.02)), "D")
+    dates_obs = example.get("dates_obs")
+    if dates_obs is not None and len(dates_obs) and np.asarray(dates_obs, dtype="datetime64[D]")[0] > start:
+        return  # the whole history is short: matplotlib's own limits show it all
+    ax.set_xlim(start, end)
+    values = []
+    forecast_keys = ("q05_mm", "q95_mm", "q50_mm", "timefn_mm", "persistence_mm")
+    for key, dates in [("obs_mm", dates_obs)] + [(k, dates_fc) for k in forecast_keys]:
+        series = example.get(key)
+        if series is None or dates is None:
+            continue
+        dates = np.asarray(dates, dtype="datetime64[D]")
+        series = np.asarray(series, dtype="float64")
+        if series.shape != dates.shape:
+            continue
+        shown = series[(dates >= start) & np.isfinite(series)]
+        values.extend(shown.tolist())
+    if values:
+        low, high = min(values), max(values)
+        pad = max((high - low) * 0.08, 0.5)
+        ax.set_ylim(low - pad, high + pad)
+
+
 # -- widget ------------------------------------------------------------------------------------
 class TimeSeriesWidget(QWidget):
     """Observed history, forecast median, 90% band and dashed baselines for one point or cell."""
@@ -184,6 +219,7 @@ class TimeSeriesWidget(QWidget):
         else:
             _draw_fallback(ax, example)
         ax.tick_params(labelsize=8)
+        focus_on_forecast(ax, example)
         # shown, and so in every PNG/SVG exported from here
         self.figure.supxlabel(ATTRIBUTION, x=0.995, ha="right", fontsize=6, color="0.35")
         self.canvas.setVisible(True)

@@ -1,16 +1,12 @@
 """Results panel: where the run went, the backtest's skill, one point's time series, the report."""
 from __future__ import annotations
 
-import datetime as dt
-import json
 import traceback
-from pathlib import Path
 
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
-    QgsLayerTreeLayer,
     QgsMessageLog,
     QgsPointXY,
     QgsProject,
@@ -103,6 +99,7 @@ class ResultsPanel(QWidget):
         self.result_layers = {}
         self.result_crs = None
         self.forecast_dir = None
+        self.backtest_dir = None
         self.backtest_pixmap = None
         self.image_window = None
         self.pick_tool = QgsMapToolEmitPoint(canvas)
@@ -169,17 +166,16 @@ class ResultsPanel(QWidget):
     # -- forecast ------------------------------------------------------------------------------
     def show_forecast(self, out_dir: str, aoi_name: str = "", aoi=None) -> dict:
         """Add the styled layers of the forecast in `out_dir`, the AOI outline under them."""
-        from ..layers import add_result_layers, band_dates, sync_temporal_controller
+        from ...engine.results import SERIES
+        from ..layers import add_result_layers, band_dates, open_run, sync_temporal_controller
 
         project = QgsProject.instance()
-        name = result_group_name(out_dir, aoi_name)
-        layers = add_result_layers(out_dir, name, project, aoi_geometry=aoi)
-        _outline_under_results(layers)
+        layers = add_result_layers(out_dir, None, project, aoi_geometry=aoi, aoi_name=aoi_name or None)
         self.result_layers = layers
         self.result_crs = layers["forecast"].crs()
         self.forecast_dir = out_dir
         sync_temporal_controller(self.canvas, project, dates=band_dates(layers["forecast"]))
-        self.series = SeriesStore(out_dir) if (Path(out_dir) / "series.npz").exists() else None
+        self.series = SeriesStore(out_dir) if open_run(out_dir).file(SERIES) is not None else None
         self.pick_button.setEnabled(self.series is not None)
         if layers.get("points") is not None:
             layers["points"].selectionChanged.connect(self._on_points_selected)
@@ -191,13 +187,15 @@ class ResultsPanel(QWidget):
         return layers
 
     # -- backtest ------------------------------------------------------------------------------
-    def show_backtest(self, out_dir: str, metrics: dict | None = None) -> None:
-        if not metrics or "models" not in metrics:
-            with open(Path(out_dir) / "metrics.json", encoding="utf-8") as handle:
-                metrics = json.load(handle)
-        self.fill_metrics_table(metrics)
-        png = Path(out_dir) / "backtest.png"
-        self.backtest_pixmap = QPixmap(str(png)) if png.exists() else None
+    def show_backtest(self, out_dir: str) -> None:
+        """The skill table and figure of the backtest in `out_dir` (InputError: no backtest there)."""
+        from ...engine.results import ForecastRun
+
+        run = ForecastRun.open(out_dir, kind="backtest")
+        self.backtest_dir = out_dir
+        self.fill_metrics_table(run.metrics or {})
+        png = run.backtest_plot
+        self.backtest_pixmap = QPixmap(str(png)) if png is not None else None
         self.scale_backtest_image()
         self.backtest_box.setVisible(True)
         url = QUrl.fromLocalFile(out_dir).toString()
@@ -319,25 +317,3 @@ class ResultsPanel(QWidget):
         self.pick_tool.deleteLater()
         if self.image_window is not None:
             self.image_window.close()
-
-
-def result_group_name(out_dir: str, aoi_name: str, now: dt.datetime | None = None) -> str:
-    """"<area> · to <last forecast date> · run <date time>": two runs never look alike."""
-    from ..layers import band_dates
-
-    dates = band_dates(str(Path(out_dir) / "forecast.tif"))
-    horizon = f" \u00b7 to {dates[-1]:%Y-%m-%d}" if dates else ""
-    now = now or dt.datetime.now()
-    return f"{aoi_name or Path(out_dir).name}{horizon} \u00b7 run {now:%Y-%m-%d %H:%M}"
-
-
-def _outline_under_results(layers: dict) -> None:
-    """The AOI outline goes to the bottom of its group, so it never covers the results."""
-    aoi, group = layers.get("aoi"), layers.get("group")
-    if aoi is None or group is None:
-        return
-    node = group.findLayer(aoi.id())
-    if node is None or group.children()[-1] is node:
-        return
-    group.insertChildNode(len(group.children()), QgsLayerTreeLayer(aoi))
-    group.removeChildNode(node)
