@@ -12,6 +12,7 @@ from shapely.errors import GEOSException
 
 from .crs import check_geographic_range, crs_string, parse_crs, same_crs, transform_geometry
 from .errors import InputError
+from .fileio import reason
 
 _WKT_START = re.compile(r"^\s*(MULTI)?POLYGON\b|^\s*GEOMETRYCOLLECTION\b", re.IGNORECASE)
 _EPSG_PREFIX = re.compile(r"^\s*(?:EPSG:(\d+)|SRID=(\d+))\s*;", re.IGNORECASE)
@@ -86,7 +87,7 @@ def _from_file(path: Path) -> AOI:
                     polygons, crs_wkt = found, layer.crs_wkt
                     break
     except (FionaError, OSError) as exc:
-        raise InputError(f"area of interest {path}: cannot be read ({str(exc).splitlines()[0]}).") from None
+        raise InputError(f"area of interest {path}: cannot be read ({reason(exc)}).") from None
     if not polygons:
         raise InputError(f"area of interest {path}: holds no polygons.")
     if not crs_wkt:

@@ -17,6 +17,7 @@ import itertools
 import operator
 import re
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -29,6 +30,7 @@ import shapely
 from .crs import crs_string, transform_xy
 from .definitions import COORDINATE_PAIRS, DATE_COLUMN, EGMS_CRS, ID_NAMES
 from .errors import InputError
+from .fileio import reason
 from .progress import check_cancel
 
 if TYPE_CHECKING:
@@ -272,6 +274,9 @@ def _csv_stream(path: Path):
                 yield stream, path.name, xml_text, n_lines
     except zipfile.BadZipFile:
         raise InputError(f"{path}: not a valid zip archive.") from None
+    except (zlib.error, EOFError):
+        raise InputError(f"{path}: the zip archive is damaged (its data cannot be decompressed); "
+                         "download it again.") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
 
@@ -677,7 +682,7 @@ def _read_layer(path: Path, aoi, max_bytes, progress) -> PointSeries:
         with fiona.open(path) as layer:
             return _read_features(path, layer, aoi, max_bytes, progress)
     except (FionaError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read as a point layer ({str(exc).splitlines()[0]}).") from None
+        raise InputError(f"{path}: cannot be read as a point layer ({reason(exc)}).") from None
 
 
 def _read_features(path: Path, layer, aoi, max_bytes, progress) -> PointSeries:

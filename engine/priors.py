@@ -17,7 +17,7 @@ from shapely.geometry import box, shape
 
 from .crs import crs_string, same_crs, transform_geometry
 from .errors import InputError
-from .fileio import atomic_dir
+from .fileio import atomic_dir, reason
 from .grid import Grid, grid_values
 from .progress import check_cancel, scaled
 
@@ -125,7 +125,7 @@ def _resample_dem(path: Path, grid: Grid, notes: list[str]) -> np.ndarray:
                       dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
                       resampling=Resampling.bilinear)
     except (RasterioError, CRSError, OSError) as exc:
-        raise InputError(f"DEM {path}: cannot be read as a raster ({str(exc).splitlines()[0]}).") from None
+        raise InputError(f"DEM {path}: cannot be read as a raster ({reason(exc)}).") from None
     low, high = ELEVATION_RANGE_M
     with np.errstate(invalid="ignore"):
         impossible = ~np.isnan(elevation) & ~((elevation >= low) & (elevation <= high))
@@ -216,7 +216,7 @@ def _rasterize_classes(path: Path, field_name, grid: Grid, what: str, progress, 
         check_cancel(progress)
         shapes = _shapes_on_grid(polygons, codes, window, layer_crs, grid, label)
     except (FionaError, OSError) as exc:
-        raise InputError(f"{label}: cannot be read ({str(exc).splitlines()[0]}).") from None
+        raise InputError(f"{label}: cannot be read ({reason(exc)}).") from None
     if n_repaired:
         notes.append(f"{label}: {n_repaired:,} invalid polygons were repaired (self-crossing or doubled "
                      "edges) before rasterising.")
