@@ -92,6 +92,14 @@ def parser() -> argparse.ArgumentParser:
     add_run_options(sub.add_parser("forecast", help="train on the area's history and forecast"), "forecast")
     add_run_options(sub.add_parser("backtest", help="hold out the last days and score against the baselines"),
                     "backtest")
+    pretrain = sub.add_parser("pretrain", help="pretrain the base model on the synthetic corpus (resumable)")
+    pretrain.add_argument("--out", required=True, help="folder for the state and base.safetensors")
+    pretrain.add_argument("--regions", type=int, default=192, help="synthetic regions in the corpus")
+    pretrain.add_argument("--steps", type=int, default=4000, help="optimisation steps")
+    pretrain.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--real", nargs="*", default=[], metavar="FILE",
+                          help="EGMS files whose history (up to a year before their end) joins the corpus")
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return root
@@ -136,6 +144,15 @@ def main(argv=None) -> int:
 
             written = make_demo(args.out, seed=args.seed, size_km=args.size_km, progress=progress)
             print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
+        elif args.command == "pretrain":
+            from .pretrain import PretrainOptions, pretrain
+
+            if args.regions < 1 or args.steps < 1:
+                raise InputError("--regions and --steps must be at least 1.")
+            options = PretrainOptions(regions=args.regions, steps=args.steps, device=args.device,
+                                      seed=args.seed, real=list(args.real))
+            summary = pretrain(args.out, options, progress=progress, log=_log)
+            print(f"base model written to {args.out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
         elif args.command == "forecast":
             from .run import run_forecast
 

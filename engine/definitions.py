@@ -39,3 +39,28 @@ def coordinate_columns(names) -> tuple[str, str, str | None] | None:
         if x in lower and y in lower:
             return lower[x], lower[y], crs
     return None
+
+
+# Geology and soil classes mean the same in every area only through their names: a fixed
+# vocabulary of lithology and texture words, read from the class names, gives the base model
+# embedding rows that transfer. Row 0 is "no map", row 1 a name with none of the words.
+CLASS_KEYWORDS = (
+    "clay", "silt", "loam", "sand", "gravel", "peat", "organic", "alluvium", "fill", "loess",
+    "marl", "mudstone", "shale", "flysch", "limestone", "chalk", "dolomite", "gypsum", "evaporite",
+    "sandstone", "conglomerate", "granite", "gneiss", "schist", "basalt", "tuff", "volcanic", "rock",
+)
+CLASS_ROWS = len(CLASS_KEYWORDS) + 2
+_KEYWORD_PATTERNS = sorted(CLASS_KEYWORDS, key=len, reverse=True)  # "sandstone" before "sand"
+
+
+def class_row(name: str) -> int:
+    """The vocabulary row of a class name: its last lithology or texture word (English puts the
+    head noun last: "sandy clay" is a clay), longer words first; 1 when it has none."""
+    text = name.lower()
+    best, where = 1, -1
+    for word in _KEYWORD_PATTERNS:
+        at = text.rfind(word)
+        if at > where and not any(longer.startswith(word) and text.startswith(longer, at)
+                                  for longer in _KEYWORD_PATTERNS if len(longer) > len(word)):
+            best, where = CLASS_KEYWORDS.index(word) + 2, at
+    return best

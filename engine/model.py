@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .definitions import CLASS_ROWS
+
 N_TIME_FEATURES = 5
 KERNELS = ("exponential", "matern32")
 
@@ -56,10 +58,10 @@ class ModelConfig:
     dropout: float = 0.1
     quantiles: tuple = (0.05, 0.5, 0.95)
     n_prior_continuous: int = 5     # C, e.g. elevation, slope, sin/cos aspect, known-mask
-    n_geology_classes: int = 16     # embedding rows; index 0 = unknown
-    n_soil_classes: int = 16
+    n_geology_classes: int = CLASS_ROWS  # embedding rows: the class-name vocabulary; row 0 = no map
+    n_soil_classes: int = CLASS_ROWS
     n_baselines: int = 2            # K, e.g. time-function fit and persistence
-    cell_size_m: float = 100.0
+    cell_size_m: float = 100.0      # the cells a batch is in when it does not say (Batch.cell_size_m)
     kernel: str = "exponential"     # or "matern32"
     initial_range_m: float = 1000.0
 
@@ -93,13 +95,27 @@ class Batch:
     geology: Any  # [B, S, S] int64
     soil: Any  # [B, S, S] int64
     baselines: Any  # [B, K, H, S, S]
+    cell_size_m: float = 0.0  # the tiles' cell size; 0: the config's. Positions are metres of the data.
 
     def to(self, device) -> Batch:
-        return Batch(**{f.name: torch.as_tensor(getattr(self, f.name)).to(device) for f in fields(self)})
+        moved = {f.name: torch.as_tensor(getattr(self, f.name)).to(device) for f in fields(self)
+                 if f.name != "cell_size_m"}
+        return Batch(**moved, cell_size_m=self.cell_size_m)
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        """One batch of the tiles of several (numpy arrays, as engine.windows makes them)."""
+        cells = {b.cell_size_m for b in batches}
+        if len(cells) > 1:
+            raise ValueError(f"one batch holds one cell size, got {sorted(cells)}")
+        arrays = {f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(Batch)
+                  if f.name != "cell_size_m"}
+        return Batch(**arrays, cell_size_m=cells.pop())
 
     def __getitem__(self, tiles) -> Batch:
         """The batch of the tiles selected by a slice, an index array or a mask."""
-        return Batch(**{f.name: getattr(self, f.name)[tiles] for f in fields(self)})
+        arrays = {f.name: getattr(self, f.name)[tiles] for f in fields(self) if f.name != "cell_size_m"}
+        return Batch(**arrays, cell_size_m=self.cell_size_m)
 
 
 def time_features(dates: np.ndarray) -> np.ndarray:
@@ -291,8 +307,9 @@ class MMSTT(nn.Module):
         pad = Hc * tp - H
 
         # positions: metres for space, chunks from the forecast origin for time
-        pos = grid_coords_m(S // p, p * c.cell_size_m).to(hist.device)          # [P, 2]
-        unit = p * c.cell_size_m
+        cell_m = batch.cell_size_m or c.cell_size_m
+        pos = grid_coords_m(S // p, p * cell_m).to(hist.device)                 # [P, 2]
+        unit = p * cell_m
         space = self.pos_in(fourier(pos, 8, 2 * unit, 64 * unit).flatten(1))     # [P, d]
         lag = torch.arange(-Lc, Hc, dtype=hist.dtype, device=hist.device)
         chunk = self.lag_in(fourier(lag, 8, 2.0, 256.0))                         # [Lc+Hc, d]

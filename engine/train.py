@@ -100,7 +100,7 @@ def _fit_on(
         opt, options.learning_rate, total_steps=total_steps, pct_start=0.15
     )
     amp = device == "cuda"
-    coords = grid_coords_m(S, config.cell_size_m).to(device)
+    coords = grid_coords_m(S, area.cell_size_m or config.cell_size_m).to(device)
 
     val_examples = [(t, a) for a in val_anchors for t in tiles]
     val_batches = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .baselines import DAYS_PER_YEAR, TimeFunction, origin_level
-from .definitions import STEP_DAYS
+from .definitions import STEP_DAYS, class_row
 from .errors import InputError
 from .model import Batch, ModelConfig, time_features
 
@@ -38,6 +38,7 @@ class Area:
     soil: np.ndarray  # [Hp, Wp] int64
     height: int  # the grid's own size (before padding)
     width: int
+    cell_size_m: float = 0.0
 
     def until(self, n_steps: int) -> Area:
         """The area as it was known after its first n_steps epochs."""
@@ -49,6 +50,7 @@ class Area:
             self.soil,
             self.height,
             self.width,
+            self.cell_size_m,
         )
 
 
@@ -74,14 +76,17 @@ def make_area(cube, priors, config: ModelConfig) -> Area:
     for i, channel in enumerate(channels):
         prior[i, :H, :W] = np.nan_to_num(channel, nan=0.0)
 
-    def classes(codes, n_rows):  # the embedding has n_rows rows, row 0 unknown: fold the codes onto them
+    def classes(codes, names, n_rows):
+        """Class codes -> vocabulary rows (engine.definitions.class_row), folded onto a smaller table."""
+        rows = np.array([0] + [class_row(name) for name in names], np.int64)
+        rows = np.where(rows >= n_rows, (rows - 1) % max(n_rows - 1, 1) + 1, rows)
         out = np.zeros((Hp, Wp), np.int64)
-        codes = codes.astype(np.int64)
-        out[:H, :W] = np.where(codes > 0, (codes - 1) % (n_rows - 1) + 1, 0)
+        out[:H, :W] = rows[np.clip(codes.astype(np.int64), 0, len(names))]
         return out
 
-    return Area(cube.dates, disp, prior, classes(priors.geology, config.n_geology_classes),
-                classes(priors.soil, config.n_soil_classes), H, W)
+    geology = classes(priors.geology, priors.geology_classes, config.n_geology_classes)
+    soil = classes(priors.soil, priors.soil_classes, config.n_soil_classes)
+    return Area(cube.dates, disp, prior, geology, soil, H, W, cube.grid.cell_size_m)
 
 
 def tile_origins(size: int, tile: int) -> list[int]:
@@ -177,6 +182,7 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
         geology=area.geology[idx],
         soil=area.soil[idx],
         baselines=baselines / scale_mm,
+        cell_size_m=area.cell_size_m,
     )
     targets = Targets(level)
     if with_target:
