@@ -270,7 +270,7 @@ def test_toolbox_loads_styled_temporal_layers(provider, tmp_path):
         details.project.addMapLayer(layer)
         details.postProcessor().postProcessLayer(layer, context, feedback)
         loaded[details.outputName] = layer
-    assert set(loaded) == {"FORECAST", "INTERVAL90", "EXCEEDANCE", "POINTS"}
+    assert set(loaded) == {"CHANGE", "FORECAST", "INTERVAL90", "EXCEEDANCE", "POINTS"}
     forecast = loaded["FORECAST"]
     assert isinstance(forecast.renderer(), QgsSingleBandPseudoColorRenderer)
     assert forecast.renderer().band() == len(FC)

@@ -38,6 +38,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..engine import results as outputs
 from ..engine.params import Parameter, parameter, parameters_for
 from .layer_io import LayerExportError, layer_to_path
 
@@ -136,8 +137,8 @@ class _LayerStyler(QgsProcessingLayerPostProcessorInterface):
         if self.kind == "points":
             layers.style_points(layer)
             return
-        style = {"forecast": layers.style_forecast, "interval90": layers.style_interval,
-                 "exceedance": layers.style_exceedance}[self.kind]
+        style = {"forecast": layers.style_forecast, "change": layers.style_change,
+                 "interval90": layers.style_interval, "exceedance": layers.style_exceedance}[self.kind]
         style(layer, band=layer.bandCount())  # the horizon, as the dock shows it
         dates = layers.band_dates(layer)
         if len(dates) == layer.bandCount():
@@ -363,14 +364,20 @@ class ForecastAlgorithm(_ModelAlgorithm):
     NAME = "forecast"
     DISPLAY = "Forecast ground motion"
     HELP = ("Trains the GroundCast model on EGMS point time series (optionally with DEM, geology and soil "
-            "priors) and writes probabilistic forecasts to OUTPUT_FOLDER: forecast.tif (median), "
-            "forecast_q05.tif / forecast_q95.tif, interval90.tif, exceedance.tif (probability of passing "
-            "the threshold), points.gpkg, series.npz and summary.json. Raster bands are forecast dates.")
-    RASTERS = {"FORECAST": ("forecast.tif", "Forecast (median, mm)", "forecast"),
-               "FORECAST_Q05": ("forecast_q05.tif", "Forecast 5% quantile (mm)", None),
-               "FORECAST_Q95": ("forecast_q95.tif", "Forecast 95% quantile (mm)", None),
-               "INTERVAL90": ("interval90.tif", "90% interval width (mm)", "interval90"),
-               "EXCEEDANCE": ("exceedance.tif", "Exceedance probability", "exceedance")}
+            "priors) and writes probabilistic forecasts to OUTPUT_FOLDER, a new or empty folder (or an "
+            "earlier result, which is replaced): change.tif (median change since the last observation) "
+            "with change_q05.tif / change_q95.tif, forecast.tif (median cumulative displacement since the "
+            "first epoch) with forecast_q05.tif / forecast_q95.tif, interval90.tif, exceedance.tif "
+            "(probability of passing the threshold), points.gpkg, series.npz and summary.json. Raster "
+            "bands are forecast dates.")
+    RASTERS = {"CHANGE": (outputs.CHANGE, "Change since the last observation (median, mm)", "change"),
+               "CHANGE_Q05": (outputs.CHANGE_Q05, "Change 5% quantile (mm)", None),
+               "CHANGE_Q95": (outputs.CHANGE_Q95, "Change 95% quantile (mm)", None),
+               "FORECAST": (outputs.FORECAST, "Forecast (median, mm)", "forecast"),
+               "FORECAST_Q05": (outputs.FORECAST_Q05, "Forecast 5% quantile (mm)", None),
+               "FORECAST_Q95": (outputs.FORECAST_Q95, "Forecast 95% quantile (mm)", None),
+               "INTERVAL90": (outputs.INTERVAL90, "90% interval width (mm)", "interval90"),
+               "EXCEEDANCE": (outputs.EXCEEDANCE, "Exceedance probability", "exceedance")}
 
     def add_outputs(self):
         for key, (_, label, _) in self.RASTERS.items():
@@ -380,8 +387,8 @@ class ForecastAlgorithm(_ModelAlgorithm):
         self.addOutput(QgsProcessingOutputFile("SUMMARY", tr("Run summary (JSON)")))
 
     def results(self, out, result, context, feedback):
-        results = {"OUTPUT_FOLDER": out, "SUMMARY": os.path.join(out, "summary.json"),
-                   "POINTS": os.path.join(out, "points.gpkg") + "|layername=points"}
+        results = {"OUTPUT_FOLDER": out, "SUMMARY": os.path.join(out, outputs.SUMMARY),
+                   "POINTS": os.path.join(out, outputs.POINTS) + "|layername=points"}
         for key, (fname, label, kind) in self.RASTERS.items():
             results[key] = os.path.join(out, fname)
             if kind:
@@ -411,8 +418,8 @@ class BacktestAlgorithm(_ModelAlgorithm):
 
     def results(self, out, metrics, context, feedback):
         feedback.pushInfo(json.dumps(metrics, indent=1, default=str)[:4000])
-        return {"OUTPUT_FOLDER": out, "METRICS": os.path.join(out, "metrics.json"),
-                "PLOT": os.path.join(out, "backtest.png")}
+        return {"OUTPUT_FOLDER": out, "METRICS": os.path.join(out, outputs.METRICS),
+                "PLOT": os.path.join(out, outputs.BACKTEST_PLOT)}
 
 
 class DemoDataAlgorithm(GroundCastAlgorithm):
