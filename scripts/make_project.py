@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import os
 import shutil
 import sys
@@ -27,13 +26,6 @@ def _import_plugin_package():
     atexit.register(shutil.rmtree, parent, ignore_errors=True)
     (parent / "groundcast").symlink_to(ROOT, target_is_directory=True)
     sys.path.insert(0, str(parent))
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def add_hillshade(project, dem_path: Path, group):
@@ -85,14 +77,21 @@ def build_project(demo_dir: Path) -> Path:
         QgsReferencedRectangle,
     )
 
+    from groundcast.engine.errors import InputError
+    from groundcast.engine.results import ForecastRun
     from groundcast.ui import layers, report
 
     forecast_dir = demo_dir / "forecast"
-    if not (forecast_dir / "forecast.tif").is_file():
-        raise SystemExit(f"make_project: {forecast_dir / 'forecast.tif'} is missing; run `make demo` first")
+    try:
+        forecast = ForecastRun.open(forecast_dir, kind="forecast")
+    except InputError as exc:
+        raise SystemExit(f"make_project: {exc} Run `make demo` first.") from None
     data_dir = demo_dir / "data"
-    summary = _read_json(forecast_dir / "summary.json") or {}
-    metrics = _read_json(demo_dir / "backtest" / "metrics.json")
+    summary = forecast.summary or {}
+    try:
+        metrics = ForecastRun.open(demo_dir / "backtest", kind="backtest").metrics
+    except InputError:
+        metrics = None
 
     project = QgsProject.instance()
     project.clear()
@@ -114,7 +113,7 @@ def build_project(demo_dir: Path) -> Path:
     extent.scale(1.1)
     project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, frame.crs()))
 
-    example = report.load_series_example(str(forecast_dir / "series.npz"))
+    example = report.load_series_example(str(forecast_dir))
     layout = report.build_report(project, result, str(demo_dir), None, example, metrics, summary, area=AREA)
     report.export_report(layout, str(demo_dir / "report.pdf"), str(demo_dir / "report.png"))
 
