@@ -18,7 +18,6 @@ With `--metrics` (a backtest's metrics.json) MM-STT's figures are added.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ if __package__ in (None, ""):  # run as a script from the repository root
 
 from engine.baselines import persistence, timefn_fit  # noqa: E402
 from engine.metrics import nearest_epoch_index, rmse  # noqa: E402
+from engine.results import ForecastRun  # noqa: E402
 from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
 from engine.points import read_points  # noqa: E402
 
@@ -75,11 +75,12 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", required=True)
     ap.add_argument("--holdout-days", type=int, default=365)
-    ap.add_argument("--metrics", help="a backtest's metrics.json, to add MM-STT's row")
+    ap.add_argument("--metrics", help="a backtest's folder (or its metrics.json), to add MM-STT's row")
     args = ap.parse_args(argv)
     table = floor_table(args.points, args.holdout_days)
     if args.metrics:
-        metrics = json.loads(Path(args.metrics).read_text())
+        given = Path(args.metrics)  # the backtest's folder, or its metrics.json
+        metrics = ForecastRun.open(given if given.is_dir() else given.parent, kind="backtest").metrics
         if metrics["horizons_days"] != table["horizons_days"]:
             raise SystemExit(f"{args.metrics}: its horizons differ from this hold-out's.")
         table["rows"]["MM-STT (backtest)"] = metrics["models"]["mmstt"]["rmse_mm"]
