@@ -83,10 +83,12 @@ def step_start():
 
 
 def step_show_results():
+    from groundcast.engine import results
+
     dock = state["dock"]
     aoi = DEMO / "data" / "aoi.geojson"
     layers = dock.show_forecast(str(DEMO / "forecast"), "Demo region", str(aoi) if aoi.is_file() else None)
-    if (DEMO / "backtest" / "metrics.json").is_file():
+    if results.read_manifest(DEMO / "backtest") is not None:
         dock.show_backtest(str(DEMO / "backtest"))
     state["layers"] = layers
 
