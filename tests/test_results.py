@@ -404,11 +404,14 @@ def test_a_run_killed_at_the_switch_leaves_the_old_result_or_the_new(tmp_path, w
 
 
 def test_sigterm_cancels_like_ctrl_c_and_writes_nothing(tmp_path, demo_data_dir):
+    from engine.params import PARAMETERS
+
     out = tmp_path / "out"
+    scratch = ["--model", "scratch"] if any(p.name == "model" for p in PARAMETERS) else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "forecast", "--points",
          str(demo_data_dir / "EGMS_L2b_demo_2020_2024.csv"), "--epochs", "1", "--horizon-days", "30",
-         "--out", str(out)],
+         "--out", str(out), *scratch],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
     lines = []
     try:
