@@ -117,11 +117,13 @@ def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero(np.isfinite(scene.cube.displacement_mm[:anchor]).any(0))
 
 
-def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor) -> np.ndarray:
+def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor,
+                   progress=None) -> np.ndarray:
     """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time."""
     out = np.full_like(cells, np.nan)
     rows, cols = cells_with_data(scene, anchor)
     for i in range(0, len(rows), MAP_CHUNK_CELLS):
+        check_cancel(progress)
         r, c = rows[i : i + MAP_CHUNK_CELLS], cols[i : i + MAP_CHUNK_CELLS]
         grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
         out[:, :, r, c] = widen(grid.quantiles(cells, shares), factor)
