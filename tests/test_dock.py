@@ -234,8 +234,8 @@ def _range(widget):
 def test_parameter_widgets_follow_the_specification(dock):
     shown = parameters_panel.dock_parameters()
     names = [p.name for p in shown]
-    assert {"cell_size_m", "horizon_days", "holdout_days", "threshold_mm", "use_priors", "init_from",
-            "epochs", "seed", "device", "out_dir"} <= set(names)
+    assert {"cell_size_m", "horizon_days", "holdout_days", "threshold_mm", "use_priors", "model",
+            "init_from", "epochs", "seed", "device", "out_dir"} <= set(names)
     for p in shown:
         widget = dock.parameters.widget(p.name)
         in_advanced = dock.parameters.advanced.isAncestorOf(widget)
@@ -503,6 +503,7 @@ def test_full_forecast_on_demo_region(dock, qgis_iface, demo_data_dir, tmp_path)
     widgets["cell_size_m"].setValue(200)
     widgets["epochs"].setValue(1)
     widgets["device"].setCurrentIndex(widgets["device"].findData("cpu"))
+    widgets["model"].setCurrentIndex(widgets["model"].findData("scratch"))
     widgets["out_dir"].setFilePath(str(tmp_path))
 
     assert dock.start("forecast") is not None
@@ -528,6 +529,13 @@ def test_full_forecast_on_demo_region(dock, qgis_iface, demo_data_dir, tmp_path)
     point = next(layers["points"].getFeatures()).geometry().asPoint()
     assert dock.results.show_series_at(point, layers["points"].crs())
     assert dock.results.plot.example is not None and "q50_mm" in dock.results.plot.example
+    # Report… opens the report dialog on this run's folder and layers
+    dialog = dock.open_report()
+    try:
+        assert dialog is not None and Path(dialog.out_dir) == run_dir
+    finally:
+        if dialog is not None:
+            dialog.close()
 
 
 def test_the_docked_plot_gives_a_short_forecast_room(dock):

@@ -34,7 +34,8 @@ from .. import settings
 from .common import UserError, form
 
 WIDGET_KINDS = frozenset({"int", "float", "bool", "choice", "checkpoint", "folder"})
-CHOICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
+CHOICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)", "base": "Base model, fine-tuned here",
+                 "zero-shot": "Base model as it is", "scratch": "Trained here from scratch"}
 UNSET_TEXT = "Built-in"  # an optional number left empty: the engine's own choice
 DEFAULT_OUTPUT = str(Path.home() / "GroundCast")
 
