@@ -132,13 +132,14 @@ def check_history(points: PointSeries, n_epochs: int, horizon_steps: int) -> Non
 
 
 def check_observed_epochs(regular: PointSeries, horizon_steps: int) -> None:
-    """InputError naming the file when too few regular epochs hold an observation: a series of two
-    dates ten years apart spans many epochs but shows nothing to learn from."""
+    """InputError naming the file when no point is observed on enough regular epochs: two dates
+    ten years apart span many epochs but show nothing to learn from. An epoch counts for a point
+    when an observation lies on it or close enough to interpolate (regularize_time)."""
     need = min_history_epochs(horizon_steps)
-    observed = int(regular.valid.any(0).sum())
+    observed = int(regular.valid.sum(1).max())
     if observed < need:
         raise InputError(
-            f"{regular.source}: only {observed} of its {regular.n_dates} epochs of {STEP_DAYS} days from "
-            f"{regular.dates[0]} to {regular.dates[-1]} hold an observation, and training needs at least "
-            f"{need}; give a series observed at least every few weeks."
+            f"{regular.source}: no point is observed on more than {observed} of its {regular.n_dates} epochs "
+            f"of {STEP_DAYS} days from {regular.dates[0]} to {regular.dates[-1]}, and training needs at "
+            f"least {need}; give series observed at least every few weeks."
         )

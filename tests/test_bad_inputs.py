@@ -403,10 +403,23 @@ def test_two_observations_per_point_are_refused(tmp_path):
 
     dates = np.array(["2016-01-01", "2024-01-01"], "datetime64[D]")
     path = points_csv(tmp_path / "two.csv", n_points=80, dates=dates, values=np.ones((80, 2)))
-    problem = r"only 2 of its 488 epochs of 6 days .* hold an observation, and training needs at least \d+"
+    problem = r"no point is observed on more than 2 of its 488 epochs of 6 days .* needs at least \d+"
     with unchanged(path), pytest.raises(InputError, match=problem) as e:
         prepare(config(path, tmp_path))
     assert one_sentence(str(e.value), "two.csv")
+
+
+def test_two_observations_per_point_on_different_dates_are_refused(tmp_path):
+    from engine.prepare import prepare
+
+    values = np.full((80, 160), np.nan)
+    values[np.arange(80), np.arange(80)] = 1.0
+    values[np.arange(80), np.arange(80) + 80] = 2.0  # together the points see every date, each only two
+    dates = np.datetime64("2016-01-01") + np.arange(160) * 18
+    path = points_csv(tmp_path / "staggered.csv", n_points=80, dates=dates, values=values)
+    with pytest.raises(InputError, match=r"no point is observed on more than 2 of its 478 epochs") as e:
+        prepare(config(path, tmp_path))
+    assert one_sentence(str(e.value), "staggered.csv")
 
 
 def test_a_short_history_names_the_file(tmp_path):
@@ -480,7 +493,7 @@ def test_the_command_line_says_one_sentence_and_exits_2(tmp_path, case):
     elif case == "two observations":
         two_dates = np.array(["2016-01-01", "2024-01-01"], "datetime64[D]")
         path = points_csv(tmp_path / "points.csv", dates=two_dates, values=np.ones((40, 2)))
-        expected = "hold an observation"
+        expected = "no point is observed on more than 2"
     else:
         path = points_csv(tmp_path / "points.csv")
         args = ["--aoi", "EPSG:3035;POLYGON((2600000 1400000, 6500000 1400000, 6500000 5400000, "
