@@ -71,7 +71,9 @@ def add_run_options(p: argparse.ArgumentParser, command: str) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = TYPES.get(spec.kind, str)
-            if spec.choices:
+            if spec.name == "model":  # --model also takes a checkpoint file to fine-tune (--init-from)
+                kwargs["metavar"] = "{" + ",".join(spec.choices) + ",PATH}"
+            elif spec.choices:
                 kwargs["choices"] = spec.choices
             else:
                 kwargs["metavar"] = (spec.unit or spec.cli_flag[2:]).upper().replace("-", "_")
@@ -111,6 +113,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     A value out of range is an InputError that names the flag, as the terminal's user typed it.
     """
     values = {}
+    if args.model not in parameter("model").choices:  # a file: fine-tune it, as --init-from does
+        args.init_from, args.model = args.init_from or args.model, "base"
     for spec in parameters_for(args.command, "cli"):
         value = getattr(args, spec.name)
         try:

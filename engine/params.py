@@ -110,9 +110,13 @@ PARAMETERS: list[Parameter] = [
     Parameter("use_priors", "bool", "Use the prior maps",
               "off: ignore DEM, geology and soil (the ablation without priors)", default=True,
               optional=False, advanced=True, flag="--priors", processing_name="USE_PRIORS"),
+    Parameter("model", "choice", "Model",
+              "base: the shipped base model, fine-tuned on this area; zero-shot: the base model as it is; "
+              "scratch: a model trained on this area alone", default="base",
+              choices=("base", "zero-shot", "scratch"), optional=False, advanced=True),
     Parameter("init_from", "checkpoint", "Start from model",
-              "model.safetensors of an earlier forecast: fine-tune it on this area instead of "
-              "training from scratch", advanced=True),
+              "model.safetensors of an earlier forecast or pretraining: fine-tune it on this area "
+              "instead of the base model", advanced=True),
     Parameter("epochs", "int", "Training passes", "passes over the training windows; empty: the built-in "
               "budget", minimum=1, maximum=1000, advanced=True),
     Parameter("seed", "int", "Random seed", "the same seed gives the same forecast on the CPU", default=0,
@@ -136,7 +140,8 @@ def parameter(name: str) -> Parameter:
     raise KeyError(name)
 
 
-FEW_SHOT_EPOCHS = 6  # fine-tuning another area's model needs far fewer passes than training afresh
+FEW_SHOT_EPOCHS = 4  # fine-tuning a pretrained model needs far fewer passes than training afresh
+FINE_TUNE_LEARNING_RATE = 5e-4  # gentle: the pretrained weights are the point
 
 
 @dataclass
@@ -171,7 +176,8 @@ class RunConfig:
     holdout_days: int = 365  # backtest only
     threshold_mm: float = -10.0
     use_priors: bool = True  # off: the ablation without prior layers
-    init_from: str | None = None  # a model.safetensors from another area: few-shot fine-tuning
+    model: str = "base"  # base (fine-tuned) | zero-shot | scratch
+    init_from: str | None = None  # a model.safetensors to fine-tune instead of the base model
     epochs: int | None = None  # None: the training budget's own
     seed: int = 0
     device: str = "auto"
@@ -187,11 +193,18 @@ class RunConfig:
                 raise InputError(f"{getattr(self, name)}: give the {name} class field "
                                  f"({parameter(name + '_field').cli_flag}).")
 
+    @property
+    def fine_tunes(self) -> bool:
+        """True when training starts from pretrained weights rather than from nothing."""
+        return bool(self.init_from) or self.model == "base"
+
     def train_options(self) -> TrainOptions:
         """The budget with this run's seed, device and passes."""
         options = replace(self.training, seed=self.seed, device=self.device)
-        if self.init_from and self.epochs is None:
+        if self.fine_tunes and self.epochs is None:
             options.epochs = min(options.epochs, FEW_SHOT_EPOCHS)
+        if self.fine_tunes:
+            options.learning_rate = min(options.learning_rate, FINE_TUNE_LEARNING_RATE)
         if self.epochs is not None:
             options.epochs = max(1, int(self.epochs))
         return options

@@ -229,7 +229,8 @@ def pretrain(out_dir, options: PretrainOptions, config: ModelConfig = BASE_CONFI
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        recent.append(float(loss))
+        value = float(loss.detach())
+        recent.append(value)
         done = step + 1
         if done % 50 == 0 or done == options.steps:
             rows.append({"step": done, "mean_loss": round(float(np.mean(recent)), 5),
@@ -238,7 +239,7 @@ def pretrain(out_dir, options: PretrainOptions, config: ModelConfig = BASE_CONFI
         elapsed = time.perf_counter() - started
         left = elapsed / max(done - first, 1) * (options.steps - done)
         progress.progress(done / options.steps, f"pretraining step {done}/{options.steps}, "
-                          f"loss {float(loss):.3f}, about {left / 60:.0f} min left")
+                          f"loss {value:.3f}, about {left / 60:.0f} min left")
         if rank == 0 and (done % options.checkpoint_every == 0 or done == options.steps):
             _save_state(state_path, model, opt, done, options, rows)
     digests = [weights_sha256(model)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -18,15 +19,17 @@ from .checkpoint import load_checkpoint
 from .definitions import STEP_DAYS
 from .errors import InputError
 from .evaluate import score_backtest
-from .model import ModelConfig
+from .model import MMSTT, ModelConfig
 from .params import RunConfig
 from .points import read_points
 from .results import OutputFolder, write_backtest_folder, write_forecast_folder
 from .prepare import Scene, prepare
 from .progress import NullProgress, check_cancel, scaled
 from .sample import forecast_area
-from .train import TrainedModel, fit
-from .windows import forecast_dates, make_area
+from .train import TrainedModel, fit, pick_device
+from .windows import area_scale_mm, forecast_dates, make_area, split_anchors
+
+BASE_MODEL_NAME = "groundcast_base.safetensors"
 
 
 @dataclass
@@ -47,23 +50,44 @@ def check_config(config: RunConfig, command: str = "forecast") -> None:
     config.check(command)
 
 
+def base_model_path() -> Path:
+    """The shipped base model: resources/models/ of the plugin folder (the engine's parent)."""
+    return Path(__file__).resolve().parent.parent / "resources" / "models" / BASE_MODEL_NAME
+
+
 def model_config(scene: Scene, horizon_steps: int, config: RunConfig) -> tuple[ModelConfig, dict | None]:
-    """The architecture for this scene and, when fine-tuning, the starting weights."""
-    fresh = ModelConfig(
-        horizon_steps=horizon_steps,
-        cell_size_m=scene.cube.grid.cell_size_m,
-        initial_range_m=10 * scene.cube.grid.cell_size_m,
-    )
-    if not config.init_from:
-        return fresh, None
-    model, meta = load_checkpoint(config.init_from)
-    if model.config.cell_size_m != fresh.cell_size_m:
-        raise InputError(
-            f"{config.init_from}: the model was trained on {model.config.cell_size_m:g} m cells; "
-            f"use --cell-size {model.config.cell_size_m:g} to fine-tune it."
+    """The architecture for this scene and, unless trained from scratch, the starting weights."""
+    if config.model == "scratch" and not config.init_from:
+        fresh = ModelConfig(
+            horizon_steps=horizon_steps,
+            cell_size_m=scene.cube.grid.cell_size_m,
+            initial_range_m=10 * scene.cube.grid.cell_size_m,
         )
-    # nothing in the weights depends on the horizon or the area's size: only the window is new
+        return fresh, None
+    path = Path(config.init_from) if config.init_from else base_model_path()
+    if config.init_from and not path.is_file():
+        raise InputError(f"{path}: no such model file; give a model.safetensors, or choose base, zero-shot "
+                         "or scratch.")
+    if not path.is_file():
+        raise InputError(f"{path}: the base model is not installed; reinstall the plugin, or choose the "
+                         "model trained from scratch.")
+    model, _ = load_checkpoint(path)
+    # positions are the batch's own metres and nothing in the weights depends on the horizon or the
+    # area's size: only the window is new
     return replace(model.config, horizon_steps=horizon_steps), model.state_dict()
+
+
+def start_model(area, mconfig: ModelConfig, init_state: dict | None, config: RunConfig, progress,
+                log) -> TrainedModel:
+    """Fine-tune (or train, or with zero-shot only load) the network for this area."""
+    if config.model != "zero-shot" or config.init_from:
+        return fit(area, mconfig, config.train_options(), progress=progress, log=log, init_state=init_state)
+    model = MMSTT(mconfig)
+    model.load_state_dict(init_state)
+    device = pick_device(config.device)
+    _, _, cut = split_anchors(len(area.dates), mconfig.horizon_steps)
+    log_info = {"epochs_run": 0, "mode": "zero-shot", "validation_from": str(area.dates[cut]), "seconds": 0.0}
+    return TrainedModel(model.to(device).eval(), area_scale_mm(area), device, cut, log_info)
 
 
 def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=None, log=print) -> Forecast:
@@ -72,14 +96,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     horizon_steps = max(1, math.ceil(horizon_days / STEP_DAYS))
     mconfig, init_state = model_config(scene, horizon_steps, config)
     area = make_area(scene.cube, scene.priors, mconfig)
-    trained = fit(
-        area,
-        mconfig,
-        config.train_options(),
-        progress=scaled(progress, 0.0, 0.85),
-        log=log,
-        init_state=init_state,
-    )
+    trained = start_model(area, mconfig, init_state, config, scaled(progress, 0.0, 0.85), log)
 
     # calibration: forecast the validation period (unseen by the training targets), score at the points
     # and at the cells

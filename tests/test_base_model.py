@@ -1,0 +1,126 @@
+"""The base model: its corpus, pretraining (deterministic, resumable, distributed) and its use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.corpus import CONFIGS, HELD_OUT_CONFIG, HELD_OUT_SEED, PRETRAIN_CONFIGS, make_region
+from engine.errors import Cancelled, InputError
+from engine.pretrain import PretrainOptions, build_corpus, pretrain
+from engine.run import base_model_path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = dict(regions=3, steps=4, batch_tiles=4, regions_per_batch=2, warmup_steps=2, checkpoint_every=2,
+             device="cpu")
+
+
+def region_with(process: str):
+    """The first region of a configuration that favours `process` where it moves the ground visibly."""
+    config = max(CONFIGS, key=lambda name: CONFIGS[name][process])
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + 50):
+        region = make_region(seed, config)
+        share = region.processes.get(process)
+        if share is not None and np.std(share[np.isfinite(region.truth_mm)]) > 1.0:
+            return region
+    raise AssertionError(f"no region with {process}")
+
+
+@pytest.mark.parametrize("process", ["aquifer", "swelling", "creep", "earthquake", "thermal", "excavation",
+                                     "tectonic"])
+def test_each_process_shows_in_its_regions_truth(process):
+    region = region_with(process)
+    share = region.processes[process]
+    seen = np.isfinite(region.truth_mm)
+    assert np.std(share[seen]) > 1.0
+    # the truth is the sum of the processes (each point's reference aside): its steps are theirs
+    steps_truth = np.diff(region.truth_mm, axis=0)
+    steps_sum = np.diff(sum(region.processes.values()), axis=0)
+    both = np.isfinite(steps_truth)
+    assert both.any() and np.allclose(steps_truth[both], steps_sum[both], atol=1e-3)
+
+
+def test_regions_vary_and_the_held_out_configuration_never_enters_pretraining():
+    regions = [make_region(seed) for seed in range(12)]
+    assert {r.config for r in regions} <= set(PRETRAIN_CONFIGS) and HELD_OUT_CONFIG not in PRETRAIN_CONFIGS
+    assert len({r.cube.displacement_mm.shape for r in regions}) > 6
+    assert len({r.product for r in regions}) > 1 and len({r.cube.grid.cell_size_m for r in regions}) > 1
+    names = {name for r in regions for name in r.priors.geology_classes}
+    assert len(names) > 10  # class names differ between regions: only their words carry meaning
+    again = make_region(5)
+    assert np.array_equal(again.cube.displacement_mm, regions[5].cube.displacement_mm, equal_nan=True)
+
+
+def test_corpus_observations_are_truth_plus_noise():
+    region = make_region(3)
+    error = region.cube.displacement_mm - region.truth_mm
+    error = error[np.isfinite(error)]
+    assert 0.3 < error.std() < 15 and abs(np.median(error)) < 3
+
+
+def test_pretraining_is_deterministic_and_resumes_where_it_stopped(tmp_path):
+    whole = pretrain(tmp_path / "whole", PretrainOptions(**QUICK), log=lambda *_: None)
+    again = pretrain(tmp_path / "again", PretrainOptions(**QUICK), log=lambda *_: None)
+    assert whole["weights_sha256_by_rank"] == again["weights_sha256_by_rank"]
+
+    class StopAfterTwo:
+        calls = 0
+
+        def progress(self, fraction, message):
+            if message.startswith("pretraining step"):
+                self.calls += 1
+
+        def should_cancel(self):
+            return self.calls >= 2
+
+    with pytest.raises(Cancelled):
+        pretrain(tmp_path / "resumed", PretrainOptions(**QUICK), progress=StopAfterTwo(), log=lambda *_: None)
+    assert (tmp_path / "resumed" / "pretrain_state.safetensors").exists()
+    said = []
+    resumed = pretrain(tmp_path / "resumed", PretrainOptions(**QUICK), log=said.append)
+    assert any("resuming from step 2" in line for line in said)
+    assert resumed["weights_sha256_by_rank"] == whole["weights_sha256_by_rank"]
+
+
+def test_resuming_with_other_options_is_refused(tmp_path):
+    pretrain(tmp_path, PretrainOptions(**QUICK), log=lambda *_: None)
+    with pytest.raises(InputError, match="other options"):
+        pretrain(tmp_path, PretrainOptions(**dict(QUICK, seed=7)), log=lambda *_: None)
+
+
+def test_two_gloo_ranks_hold_identical_weights(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "engine", "pretrain", "--out", str(tmp_path), "--regions", "2", "--steps", "3",
+               "--device", "cpu"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "pretrain.json").read_text())
+    digests = summary["weights_sha256_by_rank"]
+    assert summary["world_size"] == 2 and len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_the_corpus_uses_no_held_out_seed():
+    corpus = build_corpus(PretrainOptions(regions=4), __import__("engine.pretrain").pretrain.BASE_CONFIG)
+    assert all(int(a.source.split()[-1]) < HELD_OUT_SEED for a in corpus)
+
+
+def test_shipped_base_model_loads_with_safetensors_and_matches_its_card():
+    from safetensors import safe_open
+
+    path = base_model_path()
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert re.search(rf"sha256[^0-9a-f]*{digest}", card), "MODEL_CARD.md names another sha256"
+    assert path.stat().st_size <= 10_000_000
+    with safe_open(str(path), framework="pt") as f:
+        assert (f.metadata() or {}).get("format") == "groundcast.mmstt/1"
+    assert "Contains modified Copernicus EGMS data" in card or "synthetic" in card
