@@ -167,7 +167,8 @@ def test_add_result_layers_group_styles_temporal(result_dir, qgis_new_project, q
     group = project.layerTreeRoot().findGroup("Test AOI \u2013 2025-01-01")
     assert group is not None and result["group"] is group
     children = [c.layer() for c in group.children() if isinstance(c, QgsLayerTreeLayer)]
-    assert children == [result[k] for k in ("points", "change", "exceedance", "forecast", "interval90", "aoi")]
+    order = ("points", "change", "exceedance", "forecast", "interval90", "aoi")
+    assert children == [result[k] for k in order]
     assert group.findLayer(result["change"].id()).isVisible()
     for key in ("forecast", "interval90", "exceedance", "change_q05", "change_q95"):
         assert not group.findLayer(result[key].id()).isVisible(), key
