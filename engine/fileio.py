@@ -58,13 +58,13 @@ def atomic_dir(final_dir):
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=PART_SUFFIX, dir=final_dir.parent))
+    tmp = make_staging(final_dir)  # marked: a killed run's leftovers are removed by the next result run
     backup = tmp / ".replaced"
     try:
         yield tmp
         final_dir.mkdir(parents=True, exist_ok=True)
         backup.mkdir()
-        items = sorted(p for p in tmp.iterdir() if p != backup)
+        items = sorted(p for p in tmp.iterdir() if p not in (backup, tmp / PART_MARKER))
         for item in items:
             target = final_dir / item.name
             if (target.is_dir() or item.is_dir()) and (target.exists() or target.is_symlink()):

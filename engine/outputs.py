@@ -55,7 +55,21 @@ def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: f
                 dst.set_band_unit(band, unit)
                 dst.update_tags(band, DATE=date)
             dst.update_tags(**tags)
+            factors = overview_factors(grid.width, grid.height)
+            if factors:  # QGIS draws a large map zoomed out from these, not from every cell
+                from rasterio.enums import Resampling
+
+                dst.build_overviews(factors, Resampling.average)
         _check_band_stack(tmp, path, len(band_dates), grid)
+
+
+def overview_factors(width: int, height: int, smallest: int = 256) -> list:
+    """Overview reductions 2, 4, ... down to one `smallest`-cell tile; none for a map that fits in one."""
+    factors, factor = [], 2
+    while max(width, height) / (factor // 2) > smallest:
+        factors.append(factor)
+        factor *= 2
+    return factors
 
 
 def _check_band_stack(tmp, path, count: int, grid) -> None:

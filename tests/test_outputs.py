@@ -202,3 +202,24 @@ def test_plot_series_draws_what_it_is_given():
     plot_series(partial, example)
     assert "Held-out truth" not in partial.get_legend_handles_labels()[1]
     assert "Time function" not in partial.get_legend_handles_labels()[1]
+
+
+def test_a_large_band_stack_has_overviews(tmp_path):
+    big = Grid("EPSG:3035", 4_321_000.0, 3_210_000.0, 100.0, width=600, height=300)
+    path = tmp_path / "big.tif"
+    write_band_stack(path, big, np.ones((1, 300, 600), dtype=np.float32), DATES[:1])
+    with rasterio.open(path) as src:
+        assert src.overviews(1) == [2, 4]
+    write_band_stack(tmp_path / "small.tif", GRID, np.ones((1, 5, 7)), DATES[:1])
+    with rasterio.open(tmp_path / "small.tif") as src:
+        assert src.overviews(1) == []
+
+
+def test_points_gpkg_has_a_spatial_index(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "points.gpkg"
+    write_points_gpkg(path, [1.0, 2.0], [3.0, 4.0], "EPSG:3035", {"pid": np.array(["a", "b"])})
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master")}
+    assert any(name.startswith("rtree_points_") for name in tables)
