@@ -320,6 +320,7 @@ def forecast_summary(config, scene, fc, timings: dict) -> dict:
         "training": fc.trained.log,
         "device": fc.trained.device,
         "timings_s": timings,
+        "notes": list(scene.notes),  # what was repaired or dropped, one sentence each
     }
 
 

@@ -102,8 +102,9 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     # and at the cells
     cut = trained.validation_index
     cal_cells, _ = forecast_area(trained, area.until(cut))
-    shares, factor = calibrate_points(scene, cut, cal_cells, horizon_steps)
-    cell_shares, cell_factor = calibrate_points(scene, cut, cal_cells, horizon_steps, on_cells=True)
+    shares, factor = calibrate_points(scene, cut, cal_cells, horizon_steps, progress=progress)
+    cell_shares, cell_factor = calibrate_points(scene, cut, cal_cells, horizon_steps, on_cells=True,
+                                                progress=progress)
 
     check_cancel(progress)
     progress.progress(0.9, "forecasting")
@@ -112,7 +113,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
     points = PointModel.at(scene, anchor, dates)
     points_q = widen(points.quantiles(cells, shares), factor)
-    cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor)
+    cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor, progress=progress)
     trained.log["point_shares"] = {
         name: shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
     }
@@ -131,6 +132,8 @@ def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
     with OutputFolder(config, "forecast") as out:  # checked and locked before any training
         t0 = time.perf_counter()
         scene = prepare(config, scaled(progress, 0.0, 0.1))
+        for note in scene.notes:
+            log(note)
         t_prepared = time.perf_counter()
         fc = forecast_scene(scene, config, config.horizon_days, scaled(progress, 0.1, 0.92), log=log)
         t_forecast = time.perf_counter()
@@ -157,6 +160,8 @@ def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
             )
         t0 = time.perf_counter()
         scene = prepare(config, scaled(progress, 0.05, 0.12), until=cut_date, points=full)
+        for note in scene.notes:
+            log(note)
         fc = forecast_scene(scene, config, int(config.holdout_days), scaled(progress, 0.12, 0.95), log=log)
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
