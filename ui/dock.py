@@ -136,6 +136,9 @@ class GroundCastDock(QgsDockWidget):
         values["aoi"] = self.area.text()
         config = RunConfig.from_values(values)
         config.check(kind)
+        from ..engine.results import check_output_folder
+
+        check_output_folder(config, kind)  # before the task: a folder that cannot take the result
         return config
 
     def start(self, kind: str):

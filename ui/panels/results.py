@@ -205,7 +205,7 @@ class ResultsPanel(QWidget):
     def fill_metrics_table(self, metrics: dict) -> None:
         """Rows: the horizons' RMSE, then the primary model's coverage, CRPS and range; one column
         per model, so the table never needs a horizontal scroll bar."""
-        horizons = metrics.get("horizons_days") or metrics.get("horizon_days") or []
+        horizons = metrics.get("horizons_days") or []
         models = metrics.get("models", {})
         keys = list(MODEL_LABELS)
         table = self.metrics_table
