@@ -295,6 +295,24 @@ class GroundCastAlgorithm(QgsProcessingAlgorithm):
 class _ModelAlgorithm(GroundCastAlgorithm):
     """Parameters shared by forecast and backtest."""
 
+    def checkParameterValues(self, parameters, context):
+        """The base checks, then the output folder: refused in one sentence before the run starts."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        from ..engine.errors import InputError
+        from ..engine.params import RunConfig
+        from ..engine.results import check_output_folder
+
+        out = self.parameterAsFileOutput(parameters, parameter("out_dir").processing_key, context)
+        points = parameters.get("INPUT")
+        config = RunConfig(points=points if isinstance(points, str) else "", out_dir=out or "")
+        try:
+            check_output_folder(config, self.NAME)
+        except InputError as exc:
+            return False, str(exc)
+        return True, ""
+
     GROUP = "Forecasting"
     GROUP_ID = "forecasting"
 
