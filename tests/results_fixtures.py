@@ -39,7 +39,7 @@ def tiny_scene_and_forecast(seed: int = 0):
                          points_mm=np.stack([p_median - 2, p_median, p_median + 2]), points_level_mm=p_level,
                          interval_scale=np.ones(N_FC), trained=trained)
     priors = SimpleNamespace(elevation_source=None, geology_classes=None, soil_classes=None)
-    scene = SimpleNamespace(points=points, cube=SimpleNamespace(grid=GRID), priors=priors)
+    scene = SimpleNamespace(points=points, cube=SimpleNamespace(grid=GRID), priors=priors, notes=[])
     return scene, fc
 
 
