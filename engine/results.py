@@ -230,6 +230,7 @@ class OutputFolder:
 
     def __enter__(self) -> OutputFolder:
         self.path = check_output_folder(self.config, self.command)
+        self._existing = _nearest_existing(self.path.parent)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -248,6 +249,14 @@ class OutputFolder:
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
             self._lock.release()
+        if not self.path.exists():  # nothing written: the parent folders this run made go too
+            folder = self.path.parent
+            while folder != self._existing and folder.is_relative_to(self._existing):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
 
     def write(self, kind: str, fill) -> None:
         """Stage the files that `fill(folder)` writes, check them, and switch them into place."""

@@ -486,3 +486,11 @@ def test_property_no_byte_of_a_users_file_changes(tmp_path_factory, state, other
     finally:
         if base.is_relative_to("/dev/shm"):
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+    deep = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError):
+        with OutputFolder(config_for(deep)):
+            raise RuntimeError("bad input found while reading")
+    assert list(tmp_path.iterdir()) == []
