@@ -89,6 +89,8 @@ def score_backtest(full: PointSeries, scene: Scene, fc: Forecast, config: RunCon
     metrics = {"horizons_days": horizons,
                "models": {name: {k: scores[k] for k in keys} for name, scores in scored["models"].items()}}
     metrics["mmstt_coverage90"] = coverage(truth_e, q_at[0], q_at[2])
+    at = nearest_epoch_index(dates_future, train.dates[-1] + np.asarray(horizons).astype("timedelta64[D]"))
+    metrics["mmstt_coverage90_by_horizon"] = [coverage(truth_e[e], q_at[0, e], q_at[2, e]) for e in at]
     metrics["mmstt_crps_mm"] = crps_from_quantiles(truth_e, list(fc.quantiles), q_at)
     metrics["variogram_range_m"] = fc.trained.model.variogram_range_m()
     metrics["n_points"] = int(train.n_points)

@@ -19,6 +19,7 @@ METRIC_KEYS = {
     "models",
     "mmstt_coverage90",
     "mmstt_crps_mm",
+    "mmstt_coverage90_by_horizon",
     "variogram_range_m",
     "n_points",
     "n_epochs_train",

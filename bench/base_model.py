@@ -1,0 +1,199 @@
+"""The base model's honest ablations: held-out synthetic regions against their truth, and real files.
+
+    .venv/bin/python bench/base_model.py --regions 8 --real ../shared/data/egms/*.zip --out bench/out/base
+
+Synthetic rows, scored at the cells against the noise-free truth, from one origin a year before each
+region's end: the base model zero-shot, fine-tuned, trained from scratch, fine-tuned without priors,
+the calibrated mapping alone (no network), persistence and the time-function fit. The regions are
+seeds at or above engine.corpus.HELD_OUT_SEED, half of them of the configuration pretraining never
+saw. Real rows: `python -m engine backtest` on each file with every --model choice, at the points.
+Every row shares the split, the budget and the scoring. Tables go to OUT/base_model.md and .json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from engine.baselines import origin_level, timefn_fit  # noqa: E402
+from engine.calibrate import PointModel, calibrate_points, widen  # noqa: E402
+from engine.corpus import CONFIGS, HELD_OUT_CONFIG, HELD_OUT_SEED, PRETRAIN_CONFIGS, make_region  # noqa: E402
+from engine.definitions import STEP_DAYS  # noqa: E402
+from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
+from engine.metrics import coverage, rmse  # noqa: E402
+from engine.params import RunConfig  # noqa: E402
+from engine.points import PointSeries  # noqa: E402
+from engine.prepare import Scene  # noqa: E402
+from engine.priors import build_priors  # noqa: E402
+from engine.run import base_model_path, forecast_scene  # noqa: E402
+from engine.windows import forecast_dates, split_anchors  # noqa: E402
+
+HORIZON_DAYS = 365
+ROWS = ("zero_shot", "fine_tuned", "scratch", "fine_tuned_no_priors", "mapping_alone", "persistence",
+        "timefn")
+MODEL_OF_ROW = {"zero_shot": "zero-shot", "fine_tuned": "base", "scratch": "scratch",
+                "fine_tuned_no_priors": "base"}
+
+
+def cells_as_points(region, anchor: int) -> Scene:
+    """The region's history before `anchor` as a scene whose points are its cells (one per cell)."""
+    cube = region.cube
+    grid = cube.grid
+    rows, cols = np.nonzero(np.isfinite(cube.displacement_mm[:anchor]).any(0))
+    x, y = grid.cell_centers()
+    series = cube.displacement_mm[:anchor, rows, cols].T
+    points = PointSeries(ids=np.array([f"c{r}_{c}" for r, c in zip(rows, cols)]), x=x[cols], y=y[rows],
+                         crs=grid.crs, dates=cube.dates[:anchor], displacement_mm=series,
+                         valid=np.isfinite(series), attributes={}, source=f"region {region.seed}",
+                         product=region.product)
+    history = replace(cube, dates=cube.dates[:anchor], displacement_mm=cube.displacement_mm[:anchor],
+                      count=cube.count[:anchor])
+    return Scene(points, points, history, region.priors, None)
+
+
+def score_region(region, steps: int, seed: int) -> dict:
+    """RMSE (mm) and 90 % coverage per horizon at the cells, against the truth, for every row."""
+    T = len(region.cube.dates)
+    anchor = T - steps
+    scene = cells_as_points(region, anchor)
+    rows, cols = np.nonzero(np.isfinite(region.cube.displacement_mm[:anchor]).any(0))
+    truth = region.truth_mm[anchor:, rows, cols]  # [H, N]
+    dates_fc = forecast_dates(region.cube.dates, anchor, steps)
+    lead = [min(max(round(h / STEP_DAYS) - 1, 0), steps - 1) for h in BACKTEST_HORIZONS_DAYS]
+    out, seconds = {}, {}
+    for row in ROWS:
+        t0 = time.perf_counter()
+        quantiles = None
+        if row in MODEL_OF_ROW:
+            sc = scene
+            if row == "fine_tuned_no_priors":
+                sc = replace(scene, priors=build_priors(scene.cube.grid))
+            config = RunConfig(points="", out_dir="", model=MODEL_OF_ROW[row], seed=seed)
+            fc = forecast_scene(sc, config, steps * STEP_DAYS, log=lambda *_: None)
+            quantiles = fc.points_mm  # [3, H, N]
+        elif row == "mapping_alone":
+            zeros = np.zeros((3, steps) + scene.cube.displacement_mm.shape[1:], np.float32)
+            _, _, cut = split_anchors(anchor, steps)  # the validation period the networks calibrate on
+            shares, factor = calibrate_points(scene, cut, zeros, steps)
+            quantiles = widen(PointModel.at(scene, anchor, dates_fc).quantiles(zeros, shares), factor)
+        elif row == "persistence":
+            level = origin_level(scene.points.displacement_mm, axis=1)
+            median = np.repeat(level[None], steps, 0)
+        else:
+            fit = timefn_fit(scene.points.dates, scene.points.displacement_mm, scene.points.valid)
+            median = fit.predict(dates_fc).T
+        if quantiles is not None:
+            median = quantiles[1]
+        seconds[row] = time.perf_counter() - t0
+        out[row] = {"rmse_mm": [rmse(truth[k], median[k]) for k in lead]}
+        if quantiles is not None:
+            out[row]["coverage90"] = [coverage(truth[k], quantiles[0, k], quantiles[2, k]) for k in lead]
+    return {"scores": out, "seconds": seconds}
+
+
+def synthetic(n_regions: int, seed: int, log=print) -> dict:
+    steps = math.ceil(HORIZON_DAYS / STEP_DAYS)
+    per_region = []
+    for i in range(n_regions):
+        config = HELD_OUT_CONFIG if i % 2 == 0 else PRETRAIN_CONFIGS[(i // 2) % len(PRETRAIN_CONFIGS)]
+        region = make_region(HELD_OUT_SEED + i, config)
+        t0 = time.perf_counter()
+        result = score_region(region, steps, seed)
+        result.update(seed=region.seed, config=config, product=region.product,
+                      processes=list(region.processes))
+        per_region.append(result)
+        log(f"region {region.seed} ({config}, {region.product}, {'+'.join(region.processes)}): "
+            f"{time.perf_counter() - t0:.0f} s; 365 d RMSE "
+            + ", ".join(f"{r} {result['scores'][r]['rmse_mm'][-1]:.2f}" for r in ROWS))
+    mean = {row: {key: np.nanmean([r["scores"][row][key] for r in per_region], 0).round(3).tolist()
+                  for key in per_region[0]["scores"][row]} for row in ROWS}
+    return {"regions": per_region, "mean": mean, "held_out_config": HELD_OUT_CONFIG,
+            "configs": {k: v for k, v in CONFIGS.items()}}
+
+
+def real(files: list, seed: int, log=print) -> dict:
+    """Backtests of each real file with each model choice, through the engine's own backtest."""
+    from engine.run import run_backtest
+
+    results = {}
+    for path in files:
+        for row, model in (("fine_tuned", "base"), ("zero_shot", "zero-shot"), ("scratch", "scratch"),
+                           ("fine_tuned_no_priors", "base")):
+            out = Path("/tmp") / f"gc_base_bench_{Path(path).stem}_{row}"
+            config = RunConfig(points=str(path), out_dir=str(out), model=model, seed=seed,
+                               use_priors=row != "fine_tuned_no_priors")
+            t0 = time.perf_counter()
+            metrics = run_backtest(config, log=lambda *_: None)
+            metrics["wall_seconds"] = time.perf_counter() - t0
+            results.setdefault(str(path), {})[row] = metrics
+            scores = {name: " ".join(f"{v:.2f}" for v in model_scores["rmse_mm"])
+                      for name, model_scores in metrics["models"].items()}
+            log(f"{Path(path).name} {row}: {scores['mmstt']} (persistence {scores['persistence']}, "
+                f"time function {scores['timefn']}), {metrics['wall_seconds']:.0f} s")
+    return results
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    if "synthetic" in result:
+        syn = result["synthetic"]
+        lines += [f"### Held-out synthetic regions ({len(syn['regions'])}, half of the held-out "
+                  f"'{syn['held_out_config']}' configuration), RMSE mm at the cells against the truth", "",
+                  "| row | " + " | ".join(f"{h} d" for h in BACKTEST_HORIZONS_DAYS) + " | 90 % coverage |",
+                  "|---|" + "---|" * (len(BACKTEST_HORIZONS_DAYS) + 1)]
+        for row in ROWS:
+            scores = syn["mean"][row]
+            cov = " / ".join(f"{c:.2f}" for c in scores["coverage90"]) if "coverage90" in scores else "–"
+            lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in scores["rmse_mm"]) + f" | {cov} |")
+        lines.append("")
+    for path, rows in result.get("real", {}).items():
+        lines += [f"### {Path(path).name}: backtest RMSE mm at the points (last 365 days held out)", "",
+                  "| row | " + " | ".join(f"{h} d" for h in rows["fine_tuned"]["horizons_days"])
+                  + " | coverage per horizon | CRPS mm | train s | forecast s |",
+                  "|---|" + "---|" * (len(rows["fine_tuned"]["horizons_days"]) + 4)]
+        for row, m in rows.items():
+            lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in m["models"]["mmstt"]["rmse_mm"])
+                         + " | " + " / ".join(f"{c:.2f}" for c in m["mmstt_coverage90_by_horizon"])
+                         + f" | {m['mmstt_crps_mm']:.2f} | {m['seconds_train']:.0f}"
+                         + f" | {m['seconds_forecast']:.0f} |")
+        m = rows["fine_tuned"]
+        for name in ("persistence", "timefn"):
+            lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in m["models"][name]["rmse_mm"])
+                         + " | – | – | – | – |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regions", type=int, default=8, help="held-out synthetic regions")
+    parser.add_argument("--real", nargs="*", default=[], help="real EGMS files to backtest")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench/out/base")
+    args = parser.parse_args(argv)
+    if not base_model_path().is_file():
+        print(f"error: {base_model_path()} is missing", file=sys.stderr)
+        return 2
+    result = {"checkpoint": str(base_model_path())}
+    if args.regions:
+        result["synthetic"] = synthetic(args.regions, args.seed)
+    if args.real:
+        result["real"] = real(args.real, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "base_model.json").write_text(json.dumps(result, indent=1, default=float))
+    (out / "base_model.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

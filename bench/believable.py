@@ -1,0 +1,106 @@
+"""Forecasts a geologist would believe: trend reversals and outlier-led starts, counted and drawn.
+
+    .venv/bin/python bench/believable.py --run OUT_OF_A_FORECAST --days 180 --out bench/out/believable
+
+For every point of a forecast folder: its velocity over the whole history and that velocity's
+standard error (straight-line fit). A trend is significant when |velocity| > 3 standard errors.
+Counted: significant trends whose forecast change over `--days` has the opposite sign, and
+forecasts that start from an outlying last epoch (the forecast's first step nearer the last value
+than the recent level when the last value is > 4 robust sigmas off that level). Drawn: the 20
+fastest-moving points and 20 random ones, with history, forecast and band.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from engine.baselines import origin_level  # noqa: E402
+from engine.definitions import ATTRIBUTION  # noqa: E402
+from engine.results import ForecastRun  # noqa: E402
+
+YEAR = 365.25
+
+
+def line_fit(days: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of values [N, T] (NaN missing): velocity (mm/yr) and its standard error."""
+    ok = np.isfinite(values)
+    t = np.where(ok, days[None] / YEAR, 0.0)
+    n = ok.sum(1)
+    tm = t.sum(1) / np.maximum(n, 1)
+    ym = np.where(ok, values, 0).sum(1) / np.maximum(n, 1)
+    dt = np.where(ok, t - tm[:, None], 0)
+    sxx = (dt**2).sum(1)
+    velocity = (dt * np.where(ok, values - ym[:, None], 0)).sum(1) / np.maximum(sxx, 1e-12)
+    resid = np.where(ok, values - ym[:, None] - velocity[:, None] * (t - tm[:, None]), 0)
+    sigma2 = (resid**2).sum(1) / np.maximum(n - 2, 1)
+    return velocity, np.sqrt(sigma2 / np.maximum(sxx, 1e-12))
+
+
+def judge(run: ForecastRun, days: int) -> dict:
+    dates_obs, dates_fc = run.series_dates
+    obs = run.series_values("obs_mm")
+    q50 = run.series_values("q50_mm")
+    velocity, stderr = line_fit((dates_obs - dates_obs[0]).astype(float), obs)
+    level = origin_level(obs, axis=1)
+    step = int(np.argmin(np.abs((dates_fc - dates_obs[-1]).astype(int) - days)))
+    change = q50[:, step] - level
+    significant = np.abs(velocity) > 3 * stderr
+    reversed_ = significant & (np.sign(change) == -np.sign(velocity)) & (np.abs(change) > 0.5)
+    last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in obs])
+    recent = obs[:, -30:]
+    spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
+    outlier = np.abs(last - level) > 4 * np.maximum(spread, 0.5)
+    led = outlier & (np.abs(q50[:, 0] - last) < np.abs(q50[:, 0] - level))
+    return {"points": int(len(obs)), "significant_trends": int(significant.sum()),
+            "reversed_at_days": int(reversed_.sum()), "days": days,
+            "outlying_last_epochs": int(outlier.sum()), "forecasts_starting_at_the_outlier": int(led.sum()),
+            "velocity": velocity, "reversed": reversed_}
+
+
+def draw(run: ForecastRun, velocity: np.ndarray, path: Path, seed: int = 0) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from engine.outputs import plot_series
+
+    fastest = np.argsort(-np.abs(np.nan_to_num(velocity)))[:20]
+    rng = np.random.default_rng(seed)
+    rest = np.setdiff1d(np.arange(run.n_points), fastest)
+    picks = list(fastest) + list(rng.choice(rest, size=min(20, len(rest)), replace=False))
+    fig, axes = plt.subplots(8, 5, figsize=(20, 22), sharex=True)
+    for ax, index in zip(axes.ravel(), picks):
+        plot_series(ax, run.series(int(index)), legend=False)
+        ax.set_title(f"{run.pids[index]} ({velocity[index]:+.1f} mm/yr)", fontsize=8)
+    fig.suptitle("20 fastest-moving points (top four rows) and 20 random points")
+    fig.text(0.99, 0.002, ATTRIBUTION, ha="right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a forecast's output folder")
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--out", default="bench/out/believable")
+    args = parser.parse_args(argv)
+    run = ForecastRun.open(args.run, kind="forecast")
+    result = judge(run, args.days)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    draw(run, result.pop("velocity"), out / "series.png")
+    result.pop("reversed")
+    (out / "believable.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
