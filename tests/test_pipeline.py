@@ -139,9 +139,11 @@ def test_backtest_metrics_have_exactly_the_documented_keys(demo_data_dir, tmp_pa
 
 
 def test_cancel_leaves_the_output_folder_untouched(demo_data_dir, tmp_path):
+    from results_fixtures import write_tiny_backtest
+
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    write_tiny_backtest(out)  # an earlier result: a cancelled run leaves it as it was
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     class CancelDuringTraining:
         def progress(self, fraction, message):
@@ -152,7 +154,7 @@ def test_cancel_leaves_the_output_folder_untouched(demo_data_dir, tmp_path):
 
     with pytest.raises(Cancelled):
         run_forecast(demo_config(demo_data_dir, out), CancelDuringTraining(), log=lambda m: None)
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
