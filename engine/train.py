@@ -19,7 +19,9 @@ from .model import MMSTT, ModelConfig, grid_coords_m, pinball_loss
 from .params import TrainOptions
 from .progress import check_cancel
 from .baselines import LEVEL_STEPS
-from .windows import Area, area_scale_mm, chunks, make_batch, occupied_tiles, split_anchors
+from .windows import Area, area_scale_mm, chunks, make_batch, occupied_tiles, sample_tiles, split_anchors
+
+VALIDATION_TILES = 96  # validation looks at this many tiles at most: its cost does not grow with the area
 
 
 @dataclass
@@ -102,7 +104,8 @@ def _fit_on(
     amp = device == "cuda"
     coords = grid_coords_m(S, area.cell_size_m or config.cell_size_m).to(device)
 
-    val_examples = [(t, a) for a in val_anchors for t in tiles]
+    val_tiles = sample_tiles(tiles, VALIDATION_TILES, options.seed)
+    val_examples = [(t, a) for a in val_anchors for t in val_tiles]
     val_batches = [
         make_batch(area, [t for t, _ in chunk], [a for _, a in chunk], config, scale_mm, True)
         for chunk in chunks(val_examples, options.batch_tiles)
@@ -166,6 +169,7 @@ def _fit_on(
         "best_val_loss": best,
         "history": history,
         "n_tiles": len(tiles),
+        "n_validation_tiles": len(val_tiles),
         "n_train_origins": len(train_anchors),
         "validation_from": str(area.dates[cut]),
         "seconds": time.perf_counter() - started,

@@ -20,6 +20,7 @@ from .model import Batch, ModelConfig, time_features
 LOOKBACK_STEPS = 122  # two years of history for the per-window time-function baseline
 MIN_HISTORY_STEPS = 61  # an origin needs a year of history
 TILE_OVERLAP = 4
+SCALE_SAMPLE_CELLS = 250_000  # cells the area's scale is measured on, at most
 
 
 def forecast_dates(dates: np.ndarray, anchor: int, n_steps: int) -> np.ndarray:
@@ -108,6 +109,14 @@ def occupied_tiles(area: Area, tile: int) -> list[tuple[int, int]]:
     ]
 
 
+def sample_tiles(tiles: list, n: int, seed: int) -> list:
+    """At most `n` of `tiles`, drawn evenly by `seed` and kept in their order; all when fewer."""
+    if len(tiles) <= n:
+        return list(tiles)
+    pick = np.sort(np.random.default_rng([seed, len(tiles)]).choice(len(tiles), size=n, replace=False))
+    return [tiles[i] for i in pick]
+
+
 def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int) -> np.ndarray:
     """[B, K=2, H, S, S] baseline increments from the level, fitted on hist [B, Lb, S, S].
 
@@ -192,10 +201,16 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
 
 
 def area_scale_mm(area: Area) -> float:
-    """Typical one-year change of the area, robustly: the unit the model works in."""
+    """Typical one-year change of the area, robustly: the unit the model works in.
+
+    On a large area an even sample of SCALE_SAMPLE_COLUMNS grid columns is enough, and keeps
+    this from copying the whole cube."""
     d = area.displacement_mm
     if len(d) <= MIN_HISTORY_STEPS:
         return 5.0
+    if d.shape[1] * d.shape[2] > SCALE_SAMPLE_CELLS:
+        step = -(-d.shape[1] * d.shape[2] // SCALE_SAMPLE_CELLS)
+        d = d[:, :, ::step] if d.shape[2] >= step else d[:, ::step]
     change = (d[MIN_HISTORY_STEPS:] - d[:-MIN_HISTORY_STEPS]).ravel()
     change = change[np.isfinite(change)]
     if not len(change):
