@@ -87,7 +87,7 @@ def test_a_good_run_prints_no_warning(tmp_path):
     """stderr holds the progress lines and the engine's notes, and nothing else (no PROJ warning)."""
     out = tmp_path / "fc"
     result = run("forecast", "--points", str(EGMS_ZIP), "--out", str(out), "--epochs", "1", "--horizon-days",
-                 "30", "--cell-size", "200")
+                 "30", "--cell-size", "200", "--model", "scratch")
     assert result.returncode == 0, result.stderr
     assert (out / "summary.json").is_file()
     assert "warning" not in result.stderr.lower(), result.stderr

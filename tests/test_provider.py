@@ -23,6 +23,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from groundcast.engine.params import PARAMETERS
 from groundcast.ui.layer_io import layer_to_path, plain_file
 from groundcast.ui.provider import GroundCastProvider
 
@@ -40,7 +41,10 @@ EXPECTED_PARAMS = {
                                    "CELL_SIZE", "OUTPUT_FOLDER"},
 }
 # Small enough for two shared cores: 3 km demo, 200 m cells, a few epochs.
-QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 1, "SEED": 0}
+PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
+# Trained from scratch: the tests do not depend on the shipped base model.
+SCRATCH = PARAMETERS_BY_NAME["model"].choices.index("scratch")
+QUICK = {"CELL_SIZE": 200, "HORIZON_DAYS": 60, "EPOCHS": 1, "SEED": 0, "MODEL": SCRATCH}
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +346,8 @@ def test_qgis_process_forecasts_from_an_egms_zip(tmp_path):
     zipped = PLUGIN_PARENT / "groundcast" / "tests" / "data" / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
     out = tmp_path / "fc"
     run = _qgis_process(["--json", "run", "groundcast:forecast", "--", f"INPUT={zipped}", "EPOCHS=1",
-                         "HORIZON_DAYS=30", "CELL_SIZE=200", f"OUTPUT_FOLDER={out}"], home, timeout=600)
+                         "HORIZON_DAYS=30", "CELL_SIZE=200", f"MODEL={SCRATCH}", f"OUTPUT_FOLDER={out}"],
+                        home, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     reply = json.loads(run.stdout[run.stdout.index("{"):])
     assert Path(reply["results"]["OUTPUT_FOLDER"]) == out
