@@ -10,6 +10,7 @@ from rasterio.transform import from_origin
 from .crs import crs_string, require_metric, same_crs
 from .errors import InputError
 from .progress import check_cancel
+from .store import big_array, chunk_values
 
 _BATCH_VALUES = 4_000_000  # values gathered at once when taking medians: bounds the working memory
 
@@ -217,20 +218,22 @@ def grid_values(x, y, values: np.ndarray, grid: Grid, valid: np.ndarray | None =
     starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if cell.size else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, cell.size])
 
-    median = np.full((n_layers, grid.height * grid.width), np.nan, dtype=np.float32)
-    count = np.zeros((n_layers, grid.height * grid.width), dtype=np.uint16)
+    median = big_array((n_layers, grid.height * grid.width), np.float32, np.nan)
+    count = big_array((n_layers, grid.height * grid.width), np.uint16, 0)
     distinct_sizes = np.unique(sizes)
     for step, size in enumerate(distinct_sizes):
         group_starts = starts[sizes == size]
-        batch = max(1, _BATCH_VALUES // (int(size) * n_layers))
+        batch = max(1, chunk_values(_BATCH_VALUES) // (int(size) * n_layers))
         for first in range(0, group_starts.size, batch):
             check_cancel(progress)
             heads = group_starts[first:first + batch]
             point_index = members[heads[:, None] + np.arange(size)]       # [G, size]
-            block = values[point_index].astype(np.float32)                # [G, size, K]
+            block = values[point_index].astype(np.float32, copy=False)    # [G, size, K]
             if valid is not None:
                 block[~valid[point_index]] = np.nan
-            median[:, cell[heads]], count[:, cell[heads]] = _median_of_groups(block)
+            middle, n = _median_of_groups(block)
+            # cells in increasing order: on disk, a write touches each layer's pages once
+            median[:, cell[heads]], count[:, cell[heads]] = middle, n
         if progress is not None:
             progress.progress((step + 1) / distinct_sizes.size, "Gridding the points")
     return median.reshape(n_layers, grid.height, grid.width), count.reshape(n_layers, grid.height, grid.width)
@@ -247,7 +250,7 @@ def grid_points(points, grid: Grid, progress=None) -> Cube:
 
 def _median_of_groups(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """NaN-ignoring median and count over axis 1 of [G, size, K]; returns [K, G] each."""
-    n = (~np.isnan(block)).sum(axis=1)                                    # [G, K]
+    n = (~np.isnan(block)).sum(axis=1, dtype=np.int32)                    # [G, K]
     if block.shape[1] == 1:
         middle = block[:, 0, :]
     else:

@@ -32,6 +32,8 @@ from .definitions import COORDINATE_PAIRS, DATE_COLUMN, EGMS_CRS, ID_NAMES
 from .errors import InputError
 from .fileio import reason
 from .progress import check_cancel
+from .store import active as scratch_active
+from .store import big_array, chunk_values
 
 if TYPE_CHECKING:
     from .aoi import AOI
@@ -167,7 +169,7 @@ def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int =
     step = int(step_days)
     n_epochs = regular_epoch_count(points.dates, step)
     size = points.n_points * n_epochs * _BYTES_PER_VALUE
-    if max_bytes is not None and size > max_bytes:
+    if max_bytes is not None and size > max_bytes and scratch_active() is None:
         raise InputError(f"{points.source}: {points.n_points:,} points × {n_epochs:,} epochs of {step} days "
                          f"from {points.dates[0]} to {points.dates[-1]} need {_size(size)}, over the memory "
                          f"budget of {_size(max_bytes)}; use a shorter period or a smaller area of interest.")
@@ -178,8 +180,10 @@ def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int =
     at_or_before = np.searchsorted(day, epoch_day, side="right") - 1
     day_padded = np.append(day, np.iinfo(np.int64).max // 4)  # "no next observation" sentinel
 
-    out = np.full((points.n_points, epoch_day.shape[0]), np.nan, dtype=np.float32)
-    rows_per_chunk = max(1, 2_000_000 // max(n_dates, epoch_day.shape[0]))
+    out = big_array((points.n_points, epoch_day.shape[0]), np.float32, np.nan)
+    valid_out = big_array(out.shape, bool)
+    # a dozen int64 temporaries per value: a quarter of the working values keeps them in bounds
+    rows_per_chunk = max(1, chunk_values(2_000_000) // 4 // max(n_dates, epoch_day.shape[0]))
     columns = np.arange(n_dates)
     for start in range(0, points.n_points, rows_per_chunk):
         check_cancel(progress)
@@ -207,13 +211,14 @@ def regularize_time(points: PointSeries, step_days: int = 6, max_gap_days: int =
         chunk[use_prev] = value_prev[use_prev]
         chunk[use_next] = value_next[use_next]
         chunk[interpolate] = (value_prev + weight * (value_next - value_prev))[interpolate]
+        valid_out[rows] = ~np.isnan(chunk)
         if progress is not None:
             progress.progress(min(1.0, (start + rows_per_chunk) / max(points.n_points, 1)),
                               "Resampling the time series")
 
     dates = points.dates[0] + epoch_day.astype("timedelta64[D]")
     return PointSeries(ids=points.ids, x=points.x, y=points.y, crs=points.crs, dates=dates,
-                       displacement_mm=out, valid=~np.isnan(out), attributes=points.attributes,
+                       displacement_mm=out, valid=valid_out, attributes=points.attributes,
                        source=points.source, product=points.product, notes=list(points.notes))
 
 
@@ -539,13 +544,13 @@ class _Sink:
         if not clipping:
             self._check_budget(n_rows_max)
         capacity = min(n_rows_max, 4096) if clipping else n_rows_max
-        self.values = np.empty((capacity, n_dates), dtype=np.float32)
+        self.values = big_array((capacity, n_dates), np.float32)
         self.n = 0
         self.chunks: list[tuple] = []
 
     def _check_budget(self, n_points: int) -> None:
         size = n_points * self.n_dates * _BYTES_PER_VALUE
-        if self.max_bytes is not None and size > self.max_bytes:
+        if self.max_bytes is not None and size > self.max_bytes and scratch_active() is None:
             raise InputError(f"{self.path}: the file holds {n_points:,} points × {self.n_dates} dates "
                              f"({_size(size)}), over the memory budget of {_size(self.max_bytes)}; "
                              "use a smaller area of interest or tiles.")
@@ -559,8 +564,10 @@ class _Sink:
         end = self.n + values.shape[0]
         if end > self.values.shape[0]:
             self._check_budget(end)
-            grown = np.empty((max(end, self.values.shape[0] * 2), self.n_dates), dtype=np.float32)
-            grown[:self.n] = self.values[:self.n]
+            grown = big_array((max(end, self.values.shape[0] * 2), self.n_dates), np.float32)
+            for start in range(0, self.n, max(1, chunk_values() // self.n_dates)):
+                stop = min(self.n, start + max(1, chunk_values() // self.n_dates))
+                grown[start:stop] = self.values[start:stop]
             self.values = grown
         self.values[self.n:end] = values
         self.n = end
@@ -571,10 +578,13 @@ class _Sink:
             raise InputError(f"{self.path}: none of its {n_read:,} points lie inside the area of interest "
                              f"{aoi.source}.")
         values = self.values[:self.n]
-        if self.n < 0.9 * self.values.shape[0]:
+        if self.n < 0.9 * self.values.shape[0] and not isinstance(self.values, np.memmap):
             values = values.copy()  # release the unused part of a grown buffer
         self.values = None
-        valid = ~np.isnan(values)
+        valid = big_array(values.shape, bool)
+        step = max(1, chunk_values() // max(self.n_dates, 1))
+        for start in range(0, self.n, step):  # a slab at a time: the values may be on disk
+            valid[start:start + step] = ~np.isnan(values[start:start + step])
         if not valid.any():
             beyond = (f" or beyond ±{MAX_DISPLACEMENT_MM / 1000:g} m (such as {self.implausible_example:g})"
                       if self.n_implausible else "")

@@ -17,6 +17,7 @@ from .params import RunConfig
 from .points import PointSeries, read_points, regular_epoch_count, regularize_time, reproject_points
 from .priors import Priors, build_priors
 from .progress import NullProgress, check_cancel, scaled
+from . import store
 
 
 @dataclass
@@ -61,7 +62,9 @@ def prepare(
             displacement_mm=points.displacement_mm[:, keep],
             valid=points.valid[:, keep],
         )
-    points = points.subset(points.valid.any(1))
+    observed = points.valid.any(1)
+    if not observed.all():  # a copy of the series only when some are empty
+        points = points.subset(observed)
     if points.n_points == 0:
         raise InputError(f"{config.points}: every series is empty.")
     try:
@@ -69,6 +72,9 @@ def prepare(
     except InputError:
         points = reproject_points(points, EGMS_CRS)
     budget = memory_budget_bytes() if budget_bytes is None else int(budget_bytes)
+    scratch = store.active()
+    if scratch is not None and budget_bytes is None:  # the cube and the series go to disk
+        budget = max(budget, scratch.free_bytes() // 2)
     horizon_days = config.holdout_days if until is not None else config.horizon_days
     horizon_steps = max(1, math.ceil(horizon_days / STEP_DAYS))
     n_epochs = regular_epoch_count(points.dates, STEP_DAYS)

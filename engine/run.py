@@ -26,6 +26,7 @@ from .results import OutputFolder, write_backtest_folder, write_forecast_folder
 from .prepare import Scene, prepare
 from .progress import NullProgress, check_cancel, scaled
 from .sample import forecast_area
+from .store import Scratch
 from .train import TrainedModel, fit, pick_device
 from .windows import area_scale_mm, forecast_dates, make_area, split_anchors
 
@@ -129,7 +130,7 @@ def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
     """Forecast config.horizon_days ahead and write the files listed in docs/architecture.md."""
     check_config(config)
     progress = progress or NullProgress()
-    with OutputFolder(config, "forecast") as out:  # checked and locked before any training
+    with OutputFolder(config, "forecast") as out, Scratch(out.path):  # checked and locked before any training
         t0 = time.perf_counter()
         scene = prepare(config, scaled(progress, 0.0, 0.1))
         for note in scene.notes:
@@ -149,7 +150,7 @@ def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
     """Hold out the last holdout_days, train on the rest, score MM-STT and the baselines at the points."""
     check_config(config, "backtest")
     progress = progress or NullProgress()
-    with OutputFolder(config, "backtest") as out:  # checked and locked before any training
+    with OutputFolder(config, "backtest") as out, Scratch(out.path):  # checked and locked before any training
         aoi = read_aoi(config.aoi) if config.aoi else None
         full = read_points(config.points, aoi=aoi, progress=scaled(progress, 0.0, 0.05))
         cut_date = full.dates[-1] - np.timedelta64(int(config.holdout_days), "D")

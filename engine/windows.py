@@ -59,8 +59,11 @@ def make_area(cube, priors, config: ModelConfig) -> Area:
     """Stack the cube and priors into model inputs, padded with no-data to at least one tile."""
     T, H, W = cube.displacement_mm.shape
     Hp, Wp = max(H, config.tile_cells), max(W, config.tile_cells)
-    disp = np.full((T, Hp, Wp), np.nan, np.float32)
-    disp[:, :H, :W] = cube.displacement_mm
+    if (Hp, Wp) == (H, W) and cube.displacement_mm.dtype == np.float32:
+        disp = cube.displacement_mm  # read only from here on: no copy of a large cube
+    else:
+        disp = np.full((T, Hp, Wp), np.nan, np.float32)
+        disp[:, :H, :W] = cube.displacement_mm
     elev = priors.elevation_m.astype(np.float64)
     known = np.isfinite(elev)
     z = (elev - np.nanmean(elev)) / (np.nanstd(elev) + 1e-6) if known.any() else np.zeros_like(elev)

@@ -1,0 +1,59 @@
+"""Large inputs: reading into an on-disk cube in bounded memory, tile-by-tile forecasting, the
+series store and the distributed tile runs."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+
+from engine.grid import grid_points, make_grid
+from engine.points import read_points, regularize_time
+from engine.store import Scratch, is_on_disk
+
+
+def write_dense_csv(path, side: int, n_dates: int, seed: int = 0, doubles: int = 0) -> None:
+    """`side` x `side` points on a 100 m grid in EPSG:3035 (one per cell; the first `doubles` cells
+    get a second point), `n_dates` dates six days apart, a few values missing."""
+    rng = np.random.default_rng(seed)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(n_dates)
+    header = "pid,easting,northing," + ",".join(str(d).replace("-", "") for d in dates)
+    words = np.array([f"{v:.1f}" for v in rng.normal(0, 8, 997)] + [""] * 3)
+    x0, y0 = 4_000_050.0, 2_500_050.0
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        cells = [(i, j) for i in range(side) for j in range(side)] + [(0, j) for j in range(doubles)]
+        for k, (i, j) in enumerate(cells):
+            values = ",".join(words[rng.integers(0, len(words), n_dates)])
+            f.write(f"P{k},{x0 + 100 * j:.1f},{y0 + 100 * i + (k >= side * side) * 10:.1f},{values}\n")
+
+
+def test_reading_into_an_on_disk_cube_stays_under_one_and_a_half_cubes(tmp_path):
+    side, n_dates = 120, 150
+    csv_path = tmp_path / "dense.csv"
+    write_dense_csv(csv_path, side, n_dates, doubles=40)
+    cube_bytes = n_dates * side * side * 4  # the float32 cube the reading ends with
+    gc.collect()
+    with Scratch(tmp_path / "out", on_disk_above=1_000_000, work_values=200_000) as scratch:
+        tracemalloc.start()
+        try:
+            points = read_points(csv_path)
+            regular = regularize_time(points)
+            bounds = (regular.x.min() - 49, regular.y.min() - 49, regular.x.max() + 49, regular.y.max() + 49)
+            cube = grid_points(regular, make_grid(bounds, 100.0, regular.crs))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert cube.displacement_mm.shape == (n_dates, side, side)
+        assert cube.displacement_mm.nbytes == cube_bytes
+        assert is_on_disk(cube.displacement_mm) and is_on_disk(regular.displacement_mm)
+        assert any(scratch.folder.glob("*.npy"))
+        assert peak <= 1.5 * cube_bytes, f"peak {peak / 1e6:.1f} MB, cube {cube_bytes / 1e6:.1f} MB"
+        folder = scratch.folder
+    assert not folder.exists()  # the scratch folder goes with the block
+    # the on-disk cube holds what reading in memory gives
+    expected = grid_points(regularize_time(read_points(csv_path)), cube.grid)
+    assert not is_on_disk(expected.displacement_mm)
+    assert np.array_equal(cube.displacement_mm, expected.displacement_mm, equal_nan=True)
+    assert np.array_equal(cube.count, expected.count)
