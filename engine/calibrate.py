@@ -13,7 +13,8 @@ import numpy as np
 from .baselines import origin_level, persistence, timefn_fit
 from .prepare import Scene
 from .progress import check_cancel
-from .windows import forecast_dates
+from .store import big_array, thread_map
+from .windows import forecast_dates, observed_cells
 
 Z90 = 1.6448536
 
@@ -50,12 +51,13 @@ class PointModel:
     inside: np.ndarray
 
     @classmethod
-    def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray) -> PointModel:
-        """The points, from their history before epoch `anchor`."""
+    def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray, index=None) -> PointModel:
+        """The points (those at `index`, all by default), from their history before epoch `anchor`."""
         regular, cube = scene.regular, scene.cube
-        rows, cols, inside = cube.grid.cell_index(regular.x, regular.y)
+        index = slice(None) if index is None else index
+        rows, cols, inside = cube.grid.cell_index(regular.x[index], regular.y[index])
         r, c = np.where(inside, rows, 0), np.where(inside, cols, 0)
-        own = regular.displacement_mm[:, :anchor]
+        own = regular.displacement_mm[index, :anchor]
         cell = cube.displacement_mm[:anchor, r, c].T
         return cls.of_series(own, cell, regular.dates[:anchor], dates_fc, r, c, inside)
 
@@ -111,23 +113,50 @@ class PointModel:
 
 
 MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
+POINT_CHUNK = 20_000  # points per step of the point forecast
+CALIBRATION_POINTS = 200_000  # the point shares are fitted on an even sample of at most this many points
 
 
 def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.nonzero(np.isfinite(scene.cube.displacement_mm[:anchor]).any(0))
+    return np.nonzero(observed_cells(scene.cube.displacement_mm, anchor))
 
 
 def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor,
-                   progress=None) -> np.ndarray:
-    """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time."""
-    out = np.full_like(cells, np.nan)
+                   progress=None, threads: int | None = None) -> np.ndarray:
+    """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time,
+    the chunks on a pool of `threads` (None: every core); the map goes to disk inside a Scratch."""
+    out = big_array(cells.shape, cells.dtype, np.nan)
     rows, cols = cells_with_data(scene, anchor)
-    for i in range(0, len(rows), MAP_CHUNK_CELLS):
+
+    def chunk(i):
         check_cancel(progress)
         r, c = rows[i : i + MAP_CHUNK_CELLS], cols[i : i + MAP_CHUNK_CELLS]
         grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
-        out[:, :, r, c] = widen(grid.quantiles(cells, shares), factor)
+        return r, c, widen(grid.quantiles(cells, shares), factor)
+
+    for r, c, values in thread_map(chunk, range(0, len(rows), MAP_CHUNK_CELLS), threads):
+        out[:, :, r, c] = values
     return out
+
+
+def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor,
+                   progress=None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, H, N] the points' calibrated quantiles, [N] their levels), POINT_CHUNK points at a time
+    on a pool of `threads` (None: every core)."""
+    n = scene.regular.n_points
+    out = big_array((cells.shape[0], len(dates_fc), n), np.float32)
+    level = np.empty(n, np.float64)
+
+    def chunk(i):
+        check_cancel(progress)
+        index = np.arange(i, min(i + POINT_CHUNK, n))
+        points = PointModel.at(scene, anchor, dates_fc, index)
+        return index, widen(points.quantiles(cells, shares), factor), points.level
+
+    for index, values, lv in thread_map(chunk, range(0, n, POINT_CHUNK), threads):
+        out[:, :, index[0]:index[-1] + 1] = values
+        level[index[0]:index[-1] + 1] = lv
+    return out, level
 
 
 def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False,
@@ -145,9 +174,13 @@ def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_step
         pick = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAP_CHUNK_CELLS)).astype(int))
         cal = PointModel.cells_at(scene, cut, dates_cal, rows[pick], cols[pick])
         truth = scene.cube.displacement_mm[cut : cut + n_seen, cal.rows, cal.cols]
-    else:
-        cal = PointModel.at(scene, cut, dates_cal)
-        truth = scene.regular.displacement_mm[:, cut : cut + n_seen].T
+    else:  # an even sample of the points on a large area
+        n = scene.regular.n_points
+        pick = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_POINTS)).astype(int))
+        pick = None if len(pick) == n else pick
+        cal = PointModel.at(scene, cut, dates_cal, pick)
+        sample = slice(None) if pick is None else pick
+        truth = scene.regular.displacement_mm[sample, cut : cut + n_seen].T
     cells = cal_cells[:, :n_seen]
     shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth, progress)
     factor = interval_scale(cal.quantiles(cells, shares), truth)

@@ -32,7 +32,7 @@ def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: f
     (a full disk) raises OSError, and the file is read back before it is renamed into place.
     """
     band_dates = [str(np.datetime64(d, "D")) for d in band_dates]
-    values = np.asarray(values)
+    values = values if isinstance(values, Bands) else np.asarray(values)
     expected = (len(band_dates), grid.height, grid.width)
     if values.shape != expected:
         raise ValueError(f"{Path(path).name}: values {values.shape} do not match "
@@ -61,6 +61,18 @@ def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: f
 
                 dst.build_overviews(factors, Resampling.average)
         _check_band_stack(tmp, path, len(band_dates), grid)
+
+
+class Bands:
+    """A band stack [B, H, W] computed a band at a time, for write_band_stack: `band(i)` gives band i.
+
+    A large map is then never held whole, nor derived from the forecast whole."""
+
+    def __init__(self, shape, band):
+        self.shape, self._band = tuple(shape), band
+
+    def __getitem__(self, i):
+        return self._band(i)
 
 
 def overview_factors(width: int, height: int, smallest: int = 256) -> list:

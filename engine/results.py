@@ -338,28 +338,43 @@ def write_forecast_folder(out: OutputFolder, config, scene, fc, timings: dict) -
     from .baselines import persistence, timefn_fit
     from .calibrate import exceedance_probability
     from .checkpoint import save_checkpoint
-    from .outputs import write_band_stack, write_json, write_points_gpkg, write_series_npz
+    from .outputs import Bands, write_band_stack, write_json, write_points_gpkg, write_series_npz
+    from .store import thread_map
 
     grid, points = scene.cube.grid, scene.points
     summary = forecast_summary(config, scene, fc, timings)
     iso = summary["forecast_dates"]
     refs = summary["references"]
     q05, q50, q95 = fc.cells_mm
-    change = change_since_origin(fc)
-    exceed = exceedance_probability(fc.cells_mm, fc.cells_level_mm[None], config.threshold_mm)
-    exceed[~np.isfinite(q50)] = np.nan
+    level = fc.cells_level_mm
+
+    def band(kind, b):  # one band of a map, from the forecast's own band: no whole-map copies
+        cells = np.asarray(fc.cells_mm[:, b], dtype=np.float32)
+        known = np.isfinite(cells[1])
+        if kind == "exceedance":
+            out = exceedance_probability(cells, level, config.threshold_mm)
+        elif kind == "interval90":
+            out = cells[2] - cells[0]
+        elif kind.startswith("change"):
+            with np.errstate(invalid="ignore"):
+                out = cells[{"change": 1, "change_q05": 0, "change_q95": 2}[kind]] - level
+        else:
+            out = cells[{"forecast": 1, "forecast_q05": 0, "forecast_q95": 2}[kind]]
+        return np.where(known, out, np.nan).astype(np.float32)
     p05, p50, p95 = fc.points_mm
     p_exceed = exceedance_probability(fc.points_mm[:, -1], fc.points_level_mm, config.threshold_mm)
     fit_pts = timefn_fit(points.dates, points.displacement_mm, points.valid)
     last_obs = persistence(points.displacement_mm, points.valid)
-    values = {"change": change[1], "change_q05": change[0], "change_q95": change[2], "forecast": q50,
-              "forecast_q05": q05, "forecast_q95": q95, "interval90": q95 - q05, "exceedance": exceed}
-
     def fill(folder: Path) -> None:
-        for kind, (name, unit, reference) in RASTERS.items():
+        def write_raster(kind):  # the rasters on every core: GDAL compresses without the GIL
+            name, unit, reference = RASTERS[kind]
             since = refs[f"{reference}_since"] if reference else None
-            write_band_stack(folder / name, grid, values[kind], iso, unit=unit,
+            bands = Bands((len(iso), grid.height, grid.width), lambda b: band(kind, b))
+            write_band_stack(folder / name, grid, bands, iso, unit=unit,
                              reference=_since(reference, since) if reference else None)
+
+        for _ in thread_map(write_raster, RASTERS):
+            pass
         write_points_gpkg(folder / POINTS, points.x, points.y, points.crs, {
             "pid": points.ids.astype(str),
             "velocity_mm_yr": fit_pts.coefficient("velocity"),

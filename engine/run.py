@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .aoi import read_aoi
-from .calibrate import DEPARTURES, PointModel, calibrate_points, calibrated_map, widen
+from .calibrate import DEPARTURES, calibrate_points, calibrated_map, point_forecast
 from .checkpoint import load_checkpoint
 from .definitions import STEP_DAYS
 from .errors import InputError
@@ -112,8 +112,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     anchor = len(area.dates)
     dates = forecast_dates(area.dates, anchor, horizon_steps)
     cells, cells_level = forecast_area(trained, area, progress=scaled(progress, 0.9, 1.0))
-    points = PointModel.at(scene, anchor, dates)
-    points_q = widen(points.quantiles(cells, shares), factor)
+    points_q, points_level = point_forecast(scene, anchor, dates, cells, shares, factor, progress=progress)
     cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor, progress=progress)
     trained.log["point_shares"] = {
         name: shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
@@ -123,7 +122,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
         name: cell_shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES) if i >= 2
     }
     trained.log["cell_interval_scale"] = cell_factor[::10].round(3).tolist()
-    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points.level, factor, trained)
+    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points_level, factor, trained)
 
 
 def run_forecast(config: RunConfig, progress=None, log=print) -> dict:

@@ -6,33 +6,42 @@ import numpy as np
 import torch
 
 from .progress import check_cancel
+from .store import big_array, thread_map
 from .train import TrainedModel
 from .windows import Area, chunks, make_batch, occupied_tiles
 
 
 @torch.no_grad()
 def forecast_area(
-    trained: TrainedModel, area: Area, anchor: int | None = None, progress=None, batch_tiles: int = 16
+    trained: TrainedModel, area: Area, anchor: int | None = None, progress=None, batch_tiles: int = 16,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantile increments [Q, H, height, width] (mm, from the level) and the level [height, width].
 
     Tiles overlap; their predictions are blended with weights that fall towards tile edges,
-    so the cost grows linearly with the area and memory stays bounded by one batch of tiles.
+    so the cost grows linearly with the area and memory stays bounded by a few batches of tiles
+    (the maps themselves go to disk inside a store.Scratch). A pool of `threads` (None: every
+    core) prepares the next batches while the network runs on this one; the blending follows
+    the tiles' order, so the result does not depend on the number of threads.
     """
     model, config = trained.model, trained.model.config
     S, H, Q = config.tile_cells, config.horizon_steps, len(config.quantiles)
     anchor = len(area.dates) if anchor is None else anchor
     Hp, Wp = area.displacement_mm.shape[1:]
     tiles = occupied_tiles(area.until(anchor), S)
-    total = np.zeros((Q, H, Hp, Wp), np.float32)
-    level = np.full((Hp, Wp), np.nan, np.float32)
-    weight = np.zeros((Hp, Wp), np.float32)
+    total = big_array((Q, H, Hp, Wp), np.float32, 0.0)
+    level = big_array((Hp, Wp), np.float32, np.nan)
+    weight = big_array((Hp, Wp), np.float32, 0.0)
     ramp = np.minimum(np.arange(S) + 1, S - np.arange(S)).astype(np.float32)
     tile_weight = np.minimum.outer(ramp, ramp)
     model.eval()
-    for i, group in enumerate(chunks(tiles, batch_tiles)):
+    groups = chunks(tiles, batch_tiles)
+
+    def inputs_of(group):
+        return make_batch(area, group, [anchor] * len(group), config, trained.scale_mm, False)
+
+    for i, (group, (inputs, targets)) in enumerate(zip(groups, thread_map(inputs_of, groups, threads))):
         check_cancel(progress)
-        inputs, targets = make_batch(area, group, [anchor] * len(group), config, trained.scale_mm, False)
         pred = model(inputs.to(trained.device)).float().cpu().numpy() * trained.scale_mm
         for (r, c), p, lv in zip(group, pred, targets.level_mm):
             total[:, :, r : r + S, c : c + S] += p * tile_weight
@@ -40,8 +49,11 @@ def forecast_area(
             level[r : r + S, c : c + S] = lv
         if progress is not None:
             progress.progress((i + 1) / max(1, -(-len(tiles) // batch_tiles)), "forecasting tiles")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        quantiles = total / weight
-    quantiles[:, :, weight == 0] = np.nan
-    quantiles[:, :, ~np.isfinite(level)] = np.nan
-    return quantiles[:, :, : area.height, : area.width], level[: area.height, : area.width]
+    empty = (weight == 0) | ~np.isfinite(level)
+    for q in range(Q):  # in place, a map at a time: no second copy of the maps
+        for h in range(H):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                layer = total[q, h] / weight
+            layer[empty] = np.nan
+            total[q, h] = layer
+    return total[:, :, : area.height, : area.width], level[: area.height, : area.width]

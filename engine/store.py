@@ -10,15 +10,19 @@ run's folder carries the staging marker and the next run beside it removes it.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import itertools
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-ON_DISK_ABOVE_BYTES = 256_000_000  # one array larger than this goes to disk
+# one array larger than this goes to disk; GROUNDCAST_ON_DISK_ABOVE_BYTES sets another bound
+ON_DISK_ABOVE_BYTES = int(os.environ.get("GROUNDCAST_ON_DISK_ABOVE_BYTES", 256_000_000))
 WORK_VALUES = 4_000_000  # values a chunked loop holds at once (tens of MB with its temporaries)
 
 _active: contextvars.ContextVar[Scratch | None] = contextvars.ContextVar("groundcast_scratch", default=None)
@@ -94,3 +98,36 @@ def no_scratch():
         yield
     finally:
         _active.reset(token)
+
+
+def n_threads() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_map(function, items, threads: int | None = None, ahead: int | None = None):
+    """function(item) for each item, in order, computed by a pool of threads at most `ahead` items
+    ahead of the consumer: numpy and GDAL release the GIL, so chunks of a map run on every core
+    while memory holds only the chunks in flight. With one thread it runs inline."""
+    threads = n_threads() if threads is None else max(1, int(threads))
+    items = iter(items)
+    if threads == 1:
+        yield from map(function, items)
+        return
+    ahead = 2 * threads if ahead is None else max(1, int(ahead))
+    pending = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="groundcast") as pool:
+        try:
+            for item in itertools.islice(items, ahead):
+                pending.append(pool.submit(function, item))
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(items, 1):
+                    pending.append(pool.submit(function, item))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()

@@ -16,6 +16,7 @@ from .baselines import DAYS_PER_YEAR, TimeFunction, origin_level
 from .definitions import STEP_DAYS, class_row
 from .errors import InputError
 from .model import Batch, ModelConfig, time_features
+from .store import chunk_values
 
 LOOKBACK_STEPS = 122  # two years of history for the per-window time-function baseline
 MIN_HISTORY_STEPS = 61  # an origin needs a year of history
@@ -102,8 +103,20 @@ def tile_origins(size: int, tile: int) -> list[int]:
     return starts
 
 
+def observed_cells(displacement: np.ndarray, n_steps: int | None = None) -> np.ndarray:
+    """[H, W] True where the cube [T, H, W] holds a value in its first n_steps epochs (all: None).
+
+    A slab of epochs at a time, so a cube on disk is read once and never copied whole."""
+    n_steps = displacement.shape[0] if n_steps is None else n_steps
+    seen = np.zeros(displacement.shape[1:], bool)
+    step = max(1, chunk_values() // max(1, seen.size))
+    for start in range(0, n_steps, step):
+        seen |= np.isfinite(displacement[start:min(start + step, n_steps)]).any(0)
+    return seen
+
+
 def occupied_tiles(area: Area, tile: int) -> list[tuple[int, int]]:
-    seen = np.isfinite(area.displacement_mm).any(0)
+    seen = observed_cells(area.displacement_mm)
     return [
         (r, c)
         for r in tile_origins(seen.shape[0], tile)

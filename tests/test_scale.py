@@ -57,3 +57,46 @@ def test_reading_into_an_on_disk_cube_stays_under_one_and_a_half_cubes(tmp_path)
     assert not is_on_disk(expected.displacement_mm)
     assert np.array_equal(cube.displacement_mm, expected.displacement_mm, equal_nan=True)
     assert np.array_equal(cube.count, expected.count)
+
+
+def small_area(height: int = 40, width: int = 50, n_epochs: int = 150, seed: int = 0):
+    """A random-walk cube with gaps on a small grid, as the model sees it, and a random network."""
+    import torch
+
+    from engine.grid import Cube, Grid
+    from engine.model import MMSTT, ModelConfig
+    from engine.priors import build_priors
+    from engine.train import TrainedModel
+    from engine.windows import make_area
+
+    rng = np.random.default_rng(seed)
+    grid = Grid("EPSG:3035", 4_000_000.0, 2_500_000.0, 100.0, width, height)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(n_epochs)
+    values = np.cumsum(rng.normal(0, 1, (n_epochs, height, width)), 0).astype(np.float32)
+    values[:, rng.random((height, width)) < 0.3] = np.nan  # cells without points
+    values[rng.random(values.shape) < 0.1] = np.nan  # missed epochs
+    cube = Cube(grid, dates, values, np.isfinite(values).astype(np.uint16))
+    config = ModelConfig(horizon_steps=8, cell_size_m=100.0)
+    torch.manual_seed(seed)
+    trained = TrainedModel(MMSTT(config).eval(), 5.0, "cpu", n_epochs - 10, {})
+    return make_area(cube, build_priors(grid), config), trained
+
+
+def test_tile_by_tile_forecasting_equals_the_whole_area_at_once(tmp_path):
+    from engine.sample import forecast_area
+    from engine.windows import occupied_tiles
+
+    area, trained = small_area()
+    n_tiles = len(occupied_tiles(area, trained.model.config.tile_cells))
+    assert n_tiles >= 9
+    whole, whole_level = forecast_area(trained, area, batch_tiles=n_tiles, threads=1)  # one batch
+    with Scratch(tmp_path / "out", on_disk_above=10_000):
+        tiled, tiled_level = forecast_area(trained, area, batch_tiles=1, threads=3)  # a tile at a time
+        assert is_on_disk(tiled)
+        pooled, _ = forecast_area(trained, area, batch_tiles=4, threads=3)
+        inline, _ = forecast_area(trained, area, batch_tiles=4, threads=1)
+        assert np.isfinite(whole).any() and np.isnan(whole).any()
+        assert np.array_equal(np.isnan(tiled), np.isnan(whole))
+        np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-4)  # the same up to batched float sums
+        assert np.array_equal(tiled_level, whole_level, equal_nan=True)
+        assert np.array_equal(pooled, inline, equal_nan=True)  # threads change nothing
