@@ -19,7 +19,7 @@ from .definitions import ATTRIBUTION, MODEL_COLORS, MODEL_LABELS, PRIMARY_MODEL
 from .fileio import atomic_path, gdal_errors_raise
 
 __all__ = ["ATTRIBUTION", "MODEL_COLORS", "MODEL_LABELS", "PRIMARY_MODEL", "plot_backtest", "plot_series",
-           "write_band_stack", "write_json", "write_points_gpkg", "write_series_npz"]
+           "write_band_stack", "write_json", "write_points_gpkg", "write_series_npz", "write_series_store"]
 
 
 def write_band_stack(path, grid, values, band_dates, unit: str = "mm", nodata: float = -9999.0,
@@ -197,6 +197,65 @@ def write_series_npz(path, **arrays) -> None:
         with np.load(tmp, allow_pickle=False) as check:
             for name in check.files:
                 check[name]
+
+
+SERIES_CHUNK_POINTS = 1024  # points per compressed chunk of the series store: what one click reads
+
+
+def keep_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """float32 values rounded to `bits` bits of mantissa (of 23), the rest zero, so they compress
+    (netCDF's and Zarr's bit rounding); 16 bits keep 5 significant digits."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    drop = 23 - int(bits)
+    if drop <= 0:
+        return values
+    raw = values.view(np.uint32)
+    half, mask = np.uint32(1 << (drop - 1)), np.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
+    rounded = ((raw + half) & mask).view(np.float32)
+    return np.where(np.isfinite(values), rounded, values)
+
+
+def write_series_store(path, meta: dict, per_point: dict, n_points: int,
+                       chunk_points: int = SERIES_CHUNK_POINTS, keep: dict | None = None) -> None:
+    """The series behind the time-series plot: a zip of .npy members, chunked by point.
+
+    `meta` arrays (ids, coordinates, dates) are stored as they are, uncompressed, as in
+    write_series_npz. Each entry of `per_point` ([N, ...] array, or a function of a slice of points
+    giving those rows) is stored as float32 in deflated members `<name>/<chunk>.npy` of
+    `chunk_points` points each, so a click reads one small member per name and never the rest;
+    `keep` {name: mantissa bits} rounds model output so it compresses (keep_bits). The chunks are
+    computed a slice at a time: memory holds one chunk, whatever the number of points.
+    """
+    import io
+    import zipfile
+
+    meta = {name: _npz_array(name, value) for name, value in meta.items()}
+    meta["chunk_points"] = np.array(int(chunk_points))
+    meta["n_points"] = np.array(int(n_points))
+    keep = keep or {}
+
+    def npy(array) -> bytes:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+        return buffer.getvalue()
+
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+            for name, value in meta.items():
+                archive.writestr(f"{name}.npy", npy(value), compress_type=zipfile.ZIP_STORED)
+            for start in range(0, int(n_points), int(chunk_points)):
+                rows = slice(start, min(start + int(chunk_points), int(n_points)))
+                for name, source in per_point.items():
+                    block = source(rows) if callable(source) else source[rows]
+                    block = np.asarray(block, dtype=np.float32)
+                    if name in keep:
+                        block = keep_bits(block, keep[name])
+                    archive.writestr(f"{name}/{start // int(chunk_points):07d}.npy", npy(block),
+                                     compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+        with zipfile.ZipFile(tmp) as check:  # a cut-off file fails here, not in the user's plot
+            bad = check.testzip()
+            if bad is not None:
+                raise OSError(f"{Path(path).name}: member {bad} reads back damaged")
 
 
 def plot_series(ax, example: dict, legend: bool = True) -> None:

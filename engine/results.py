@@ -41,7 +41,8 @@ from . import __version__, fileio
 from .definitions import ATTRIBUTION
 from .errors import InputError
 
-SCHEMA_VERSION = 2  # 1: the folders written before there was a manifest
+SCHEMA_VERSION = 3  # 1: the folders written before there was a manifest; 2: series.npz one array per name
+OLDEST_READABLE_SCHEMA = 2  # a schema-2 folder reads the same through ForecastRun
 
 MANIFEST = "groundcast.json"
 # a forecast
@@ -338,14 +339,13 @@ def write_forecast_folder(out: OutputFolder, config, scene, fc, timings: dict) -
     from .baselines import persistence, timefn_fit
     from .calibrate import exceedance_probability
     from .checkpoint import save_checkpoint
-    from .outputs import Bands, write_band_stack, write_json, write_points_gpkg, write_series_npz
-    from .store import thread_map
+    from .outputs import Bands, write_band_stack, write_json, write_points_gpkg, write_series_store
+    from .store import chunk_values, thread_map
 
     grid, points = scene.cube.grid, scene.points
     summary = forecast_summary(config, scene, fc, timings)
     iso = summary["forecast_dates"]
     refs = summary["references"]
-    q05, q50, q95 = fc.cells_mm
     level = fc.cells_level_mm
 
     def band(kind, b):  # one band of a map, from the forecast's own band: no whole-map copies
@@ -361,47 +361,60 @@ def write_forecast_folder(out: OutputFolder, config, scene, fc, timings: dict) -
         else:
             out = cells[{"forecast": 1, "forecast_q05": 0, "forecast_q95": 2}[kind]]
         return np.where(known, out, np.nan).astype(np.float32)
-    p05, p50, p95 = fc.points_mm
+
+    p05, p50, p95 = fc.points_mm[:, -1]  # the horizon's quantiles [N] for the points' layer
     p_exceed = exceedance_probability(fc.points_mm[:, -1], fc.points_level_mm, config.threshold_mm)
     fit_pts = timefn_fit(points.dates, points.displacement_mm, points.valid)
-    last_obs = persistence(points.displacement_mm, points.valid)
+    step = max(1, chunk_values() // max(points.n_dates, 1))  # the series may be on disk: a slab at a time
+    last_obs = np.concatenate([persistence(points.displacement_mm[i:i + step], points.valid[i:i + step])
+                               for i in range(0, points.n_points, step)])
+    design_fc = fit_pts.function.design(fc.dates, fit_pts.reference_date).T
+
     def fill(folder: Path) -> None:
-        def write_raster(kind):  # the rasters on every core: GDAL compresses without the GIL
+        def write_raster(kind):
             name, unit, reference = RASTERS[kind]
             since = refs[f"{reference}_since"] if reference else None
             bands = Bands((len(iso), grid.height, grid.width), lambda b: band(kind, b))
             write_band_stack(folder / name, grid, bands, iso, unit=unit,
                              reference=_since(reference, since) if reference else None)
 
-        for _ in thread_map(write_raster, RASTERS):
+        def write_series():
+            write_series_store(
+                folder / SERIES,
+                meta={"pid": points.ids.astype(str), "x": points.x, "y": points.y, "dates_obs": points.dates,
+                      "dates_fc": fc.dates},
+                per_point={
+                    "obs_mm": lambda rows: np.where(points.valid[rows], points.displacement_mm[rows], np.nan),
+                    "level_mm": fc.points_level_mm,
+                    "q05_mm": lambda rows: fc.points_mm[0, :, rows].T,
+                    "q50_mm": lambda rows: fc.points_mm[1, :, rows].T,
+                    "q95_mm": lambda rows: fc.points_mm[2, :, rows].T,
+                    "timefn_mm": lambda rows: fit_pts.coefficients[rows] @ design_fc,  # [N, H]
+                    "persistence_mm": lambda rows: np.repeat(last_obs[rows, None], len(iso), 1),
+                },
+                n_points=points.n_points,
+                keep={name: 16 for name in ("q05_mm", "q50_mm", "q95_mm", "timefn_mm")},
+            )
+
+        def write_rasters():  # one after another: GDAL's error handling is not safe across threads
+            for kind in RASTERS:
+                write_raster(kind)
+
+        # the series compresses (zlib, without the GIL) while GDAL writes the rasters
+        for _ in thread_map(lambda job: job(), [write_rasters, write_series], threads=2):
             pass
         write_points_gpkg(folder / POINTS, points.x, points.y, points.crs, {
             "pid": points.ids.astype(str),
             "velocity_mm_yr": fit_pts.coefficient("velocity"),
             "last_obs_mm": last_obs,
-            "forecast_mm": p50[-1],
-            "change_mm": p50[-1] - fc.points_level_mm,
-            "q05_mm": p05[-1],
-            "q95_mm": p95[-1],
-            "interval90_mm": p95[-1] - p05[-1],
+            "forecast_mm": p50,
+            "change_mm": p50 - fc.points_level_mm,
+            "q05_mm": p05,
+            "q95_mm": p95,
+            "interval90_mm": p95 - p05,
             "p_exceed": p_exceed,
             "horizon_date": np.full(points.n_points, iso[-1]),
         })
-        write_series_npz(
-            folder / SERIES,
-            pid=points.ids.astype(str),
-            x=points.x,
-            y=points.y,
-            dates_obs=points.dates,
-            obs_mm=np.where(points.valid, points.displacement_mm, np.nan),
-            dates_fc=fc.dates,
-            level_mm=fc.points_level_mm,
-            q05_mm=p05.T,
-            q50_mm=p50.T,
-            q95_mm=p95.T,
-            timefn_mm=fit_pts.predict(fc.dates),  # [N, H]
-            persistence_mm=np.repeat(last_obs[:, None], len(iso), 1),
-        )
         save_checkpoint(folder / MODEL, fc.trained.model, {
             "config": asdict(fc.trained.model.config),
             "scale_mm": fc.trained.scale_mm,
@@ -480,7 +493,7 @@ class ForecastRun:
                                  "does not read; run the forecast again.")
             raise InputError(f"{path} is not a GroundCast result folder (it has no {MANIFEST}).")
         version = manifest.get("schema_version")
-        if not isinstance(version, int) or version < SCHEMA_VERSION:
+        if not isinstance(version, int) or version < OLDEST_READABLE_SCHEMA:
             raise InputError(f"{path} was written by an older GroundCast, whose results this version "
                              "does not read; run the forecast again.")
         if version > SCHEMA_VERSION:
@@ -589,10 +602,46 @@ class ForecastRun:
         days = [np.asarray(self._series_array(k)).astype("datetime64[D]") for k in ("dates_obs", "dates_fc")]
         return days[0], days[1]
 
+    @cached_property
+    def _chunk_points(self) -> int | None:
+        """Points per member of a chunked series store (outputs.write_series_store); None for the
+        one-array-per-name series.npz of schema 2."""
+        path = self.file(SERIES)
+        if path is None:
+            raise InputError(f"{self.path} holds no {SERIES}.")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                chunked = "chunk_points.npy" in archive.NameToInfo
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path} cannot be read ({fileio.reason(exc)}).") from None
+        return int(self._series_array("chunk_points")) if chunked else None
+
     def series_values(self, key: str, rows=None) -> np.ndarray:
-        """series.npz's `key` ([N, T] or [N, H]) at `rows` (an index, a mask or None for all) as float64."""
-        array = self._series_array(key)
-        return np.asarray(array if rows is None else array[rows], dtype=np.float64)
+        """series.npz's `key` ([N, T] or [N, H]) at `rows` (an index, a mask or None for all) as float64.
+
+        From a chunked store only the members holding those rows are read and decompressed.
+        """
+        chunk = self._chunk_points
+        if chunk is None:
+            array = self._series_array(key)
+            return np.asarray(array if rows is None else array[rows], dtype=np.float64)
+        everything = np.arange(self.n_points)
+        index = everything if rows is None else everything[rows]
+        needed = np.unique(np.atleast_1d(index) // chunk)
+        path = self.file(SERIES)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                parts = []
+                for c in needed.tolist():
+                    with archive.open(f"{key}/{c:07d}.npy") as member:
+                        parts.append(np.lib.format.read_array(member, allow_pickle=False))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path} cannot be read ({fileio.reason(exc)}).") from None
+        if not parts:
+            return np.zeros((0,), np.float64)
+        block = np.concatenate(parts)
+        position = np.searchsorted(needed, index // chunk) * chunk + index % chunk
+        return np.asarray(block[position], dtype=np.float64)
 
     def series(self, index: int | None = None, pid=None) -> dict:
         """One point's history and forecast, in the form engine.outputs.plot_series draws."""

@@ -100,3 +100,55 @@ def test_tile_by_tile_forecasting_equals_the_whole_area_at_once(tmp_path):
         np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-4)  # the same up to batched float sums
         assert np.array_equal(tiled_level, whole_level, equal_nan=True)
         assert np.array_equal(pooled, inline, equal_nan=True)  # threads change nothing
+
+
+def test_the_series_store_reads_one_point_without_the_rest(tmp_path, monkeypatch):
+    import json
+    import zipfile
+
+    from engine import results
+    from engine.outputs import write_series_store
+
+    n, t, h = 5000, 40, 6
+    rng = np.random.default_rng(1)
+    obs = rng.normal(0, 10, (n, t)).astype(np.float32)
+    obs[rng.random(obs.shape) < 0.1] = np.nan
+    q50 = rng.normal(0, 10, (n, h))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    per_point = {"obs_mm": obs, "level_mm": obs[:, -1], "q05_mm": q50 - 1, "q50_mm": q50, "q95_mm": q50 + 1,
+                 "timefn_mm": q50 * 0.5, "persistence_mm": lambda rows: np.repeat(obs[rows, -1:], h, 1)}
+    write_series_store(folder / results.SERIES, {"pid": np.array([f"P{i}" for i in range(n)]),
+                                                 "x": np.arange(n) * 10.0, "y": np.zeros(n),
+                                                 "dates_obs": np.datetime64("2020-01-01") + 6 * np.arange(t),
+                                                 "dates_fc": np.datetime64("2021-01-01") + 6 * np.arange(h)},
+                       per_point, n_points=n, chunk_points=256, keep={"q50_mm": 16})
+    files = {p.name: p.stat().st_size for p in folder.iterdir()}
+    (folder / results.MANIFEST).write_text(json.dumps({"schema_version": results.SCHEMA_VERSION,
+                                                       "kind": "forecast", "files": files}))
+    run = results.ForecastRun.open(folder)
+    opened = []
+    original = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    run.n_points, run.series_dates  # the ids and dates: read once, not per click
+    opened.clear()
+    example = run.series(pid="P3000")
+    assert sorted(opened) == sorted(f"{key}/0000011.npy" for key in results.SERIES_KEYS)  # 3000 // 256
+    np.testing.assert_array_equal(example["obs_mm"], obs[3000].astype(np.float64))
+    np.testing.assert_allclose(example["q50_mm"], q50[3000], rtol=2e-5)  # 16 bits of mantissa
+    assert not np.array_equal(example["q50_mm"], q50[3000].astype(np.float32))  # rounded, so it compresses
+    np.testing.assert_array_equal(example["q95_mm"], (q50[3000] + 1).astype(np.float32))
+    # several rows, a mask and all of them come back in order
+    rows = np.array([4999, 0, 257])
+    np.testing.assert_array_equal(run.series_values("obs_mm", rows), obs[rows].astype(np.float64))
+    mask = np.zeros(n, bool)
+    mask[[5, 600, 601]] = True
+    np.testing.assert_array_equal(run.series_values("level_mm", mask), obs[mask, -1].astype(np.float64))
+    np.testing.assert_array_equal(run.series_values("obs_mm"), obs.astype(np.float64))
+    raw = obs.nbytes + 5 * n * h * 4
+    assert (folder / results.SERIES).stat().st_size < raw  # compressed
