@@ -124,3 +124,31 @@ def test_shipped_base_model_loads_with_safetensors_and_matches_its_card():
     with safe_open(str(path), framework="pt") as f:
         assert (f.metadata() or {}).get("format") == "groundcast.mmstt/1"
     assert "Contains modified Copernicus EGMS data" in card or "synthetic" in card
+
+
+def test_zero_shot_beats_persistence_on_a_held_out_region_against_its_truth():
+    """The shipped model, never trained on this region nor its configuration, forecasts it a year
+    ahead from its own history better than holding the last level, scored against the truth."""
+    from engine.baselines import origin_level
+    from engine.checkpoint import load_checkpoint
+    from engine.sample import forecast_area
+    from engine.train import TrainedModel
+    from engine.windows import area_scale_mm, make_area
+
+    model, _ = load_checkpoint(base_model_path())
+    errors = {"zero_shot": [], "persistence": []}
+    for seed in (HELD_OUT_SEED + 1, HELD_OUT_SEED + 2, HELD_OUT_SEED + 3):
+        region = make_region(seed, HELD_OUT_CONFIG)
+        area = make_area(region.cube, region.priors, model.config)
+        anchor = len(area.dates) - model.config.horizon_steps
+        history = area.until(anchor)
+        trained = TrainedModel(model, area_scale_mm(history), "cpu", anchor)
+        increments, level = forecast_area(trained, history)
+        truth = region.truth_mm[anchor:]
+        zero_shot = level[None] + increments[1]
+        persistence = origin_level(region.cube.displacement_mm[:anchor], axis=0)[None]
+        seen = np.isfinite(truth) & np.isfinite(zero_shot) & np.isfinite(persistence)
+        errors["zero_shot"].append(np.sqrt(np.mean((zero_shot - truth)[seen] ** 2)))
+        held = np.broadcast_to(persistence, truth.shape)
+        errors["persistence"].append(np.sqrt(np.mean((held - truth)[seen] ** 2)))
+    assert np.mean(errors["zero_shot"]) < np.mean(errors["persistence"]), errors

@@ -15,6 +15,7 @@ from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
 
 METRIC_KEYS = {
+    "schema_version",
     "horizons_days",
     "models",
     "mmstt_coverage90",
