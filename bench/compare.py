@@ -2,8 +2,10 @@
 
     python bench/compare.py --points EGMS.zip [--dem ... --aoi ...] [--demo] [--quick] --out DIR
 
-MM-STT runs through engine.pipeline exactly as `backtest` does (with and without the prior
-layers); persistence and the time-function fit as in engine.pipeline.score_backtest; ConvLSTM,
+MM-STT runs through engine.run exactly as `backtest --model scratch` does (with and without the
+prior layers), trained from nothing like every other learned model here (bench/base_model.py
+scores the pretrained base model); persistence and the time-function fit as in
+engine.evaluate.score_backtest; ConvLSTM,
 STGCN, STAEformer and DLinear (bench/models.py) learn on the same 6-day cube, windows, scale,
 validation split, budget and seed, and their cell forecasts reach the points by MM-STT's own
 mapping. bench/README.md says what each model is and how the scores are normalised.
@@ -485,13 +487,13 @@ def main(argv=None) -> dict:
     if args.points:
         config = RunConfig(points=args.points, out_dir=str(out), dem=args.dem, geology=args.geology,
                            geology_field=args.geology_field, soil=args.soil, soil_field=args.soil_field,
-                           aoi=args.aoi, device="cpu", holdout_days=args.holdout_days)
+                           aoi=args.aoi, device="cpu", holdout_days=args.holdout_days, model="scratch")
         sections += run_dataset(Path(args.points).name, config, budget, args.holdout_days, models, log=log)
     if args.demo:
         demo = make_demo(out / "demo_data", seed=0, size_km=args.demo_km)
         config = RunConfig(points=demo["points"], out_dir=str(out), dem=demo["dem"], geology=demo["geology"],
                            geology_field="unit", soil=demo["soil"], soil_field="soil", aoi=demo["aoi"],
-                           device="cpu", holdout_days=args.holdout_days)
+                           device="cpu", holdout_days=args.holdout_days, model="scratch")
         sections += run_dataset(f"demo {args.demo_km:g} km", config, budget, args.holdout_days, models,
                                 truth_npz=demo["truth"], log=log)
     mode = "quick" if args.quick else "custom" if args.epochs or args.steps else "full"
