@@ -1,4 +1,4 @@
-"""Command line: python -m engine demo-data | forecast | backtest."""
+"""Command line: python -m engine demo-data | forecast | forecast-tiles | backtest | pretrain."""
 
 from __future__ import annotations
 
@@ -63,9 +63,11 @@ def _help(p: Parameter) -> str:
     return p.help + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def add_run_options(p: argparse.ArgumentParser, command: str) -> None:
+def add_run_options(p: argparse.ArgumentParser, command: str, skip=()) -> None:
     """The options of `command`, built from PARAMETERS: flag, type, choices, default, range."""
     for spec in parameters_for(command, "cli"):
+        if spec.name in skip:
+            continue
         kwargs = {"dest": spec.name, "help": _help(spec), "default": spec.default}
         if spec.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -94,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
     add_run_options(sub.add_parser("forecast", help="train on the area's history and forecast"), "forecast")
     add_run_options(sub.add_parser("backtest", help="hold out the last days and score against the baselines"),
                     "backtest")
+    tiles = sub.add_parser("forecast-tiles", help="forecast many points files on a Dask cluster, one result "
+                                                  "folder per file and a VRT mosaic over them")
+    tiles.add_argument("--points", nargs="+", required=True, metavar="FILE",
+                       help="EGMS files (or point layers), one tile each")
+    tiles.add_argument("--workers", type=int, default=None,
+                       help="worker processes of the local cluster (default: one per core)")
+    tiles.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a running Dask scheduler, tcp://host:8786, instead of a local cluster")
+    add_run_options(tiles, "forecast", skip=("points",))
     pretrain = sub.add_parser("pretrain", help="pretrain the base model on the synthetic corpus (resumable)")
     pretrain.add_argument("--out", required=True, help="folder for the state and base.safetensors")
     pretrain.add_argument("--regions", type=int, default=192, help="synthetic regions in the corpus")
@@ -157,6 +168,16 @@ def main(argv=None) -> int:
                                       seed=args.seed, real=list(args.real))
             summary = pretrain(args.out, options, progress=progress, log=_log)
             print(f"base model written to {args.out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
+        elif args.command == "forecast-tiles":
+            from .tiles import run_tiles
+
+            files = list(args.points)
+            args.command, args.points = "forecast", files[0]  # the options are checked as a forecast's
+            manifest = run_tiles(run_config(args), files, workers=args.workers, scheduler=args.scheduler,
+                                 progress=with_time_left(progress), log=_log)
+            mosaics = [name for name in manifest["files"] if name.endswith(".vrt")]
+            print(f"{len(manifest['tiles'])} tiles forecast into {args.out_dir}"
+                  + (f"; mosaics {', '.join(mosaics)}" if mosaics else ""))
         elif args.command == "forecast":
             from .run import run_forecast
 

@@ -152,3 +152,106 @@ def test_the_series_store_reads_one_point_without_the_rest(tmp_path, monkeypatch
     np.testing.assert_array_equal(run.series_values("obs_mm"), obs.astype(np.float64))
     raw = obs.nbytes + 5 * n * h * 4
     assert (folder / results.SERIES).stat().st_size < raw  # compressed
+
+
+# -- many tiles on a Dask cluster --------------------------------------------------------------------
+def split_by_x(csv_path, out_dir) -> list:
+    """The demo CSV cut in two files at the median easting, west then east."""
+    lines = csv_path.read_text().splitlines()
+    column = lines[0].lower().split(",").index("easting")
+    rows = lines[1:]
+    middle = float(np.median([float(r.split(",")[column]) for r in rows]))
+    paths = []
+    for name, west in (("west", True), ("east", False)):
+        keep = [r for r in rows if (float(r.split(",")[column]) < middle) == west]
+        path = out_dir / f"demo_{name}.csv"
+        path.write_text("\n".join([lines[0], *keep]) + "\n")
+        paths.append(path)
+    return paths
+
+
+def tile_config(points, out):
+    from engine.params import RunConfig
+
+    return RunConfig(points=str(points), out_dir=str(out), model="scratch", epochs=1, horizon_days=30,
+                     device="cpu")
+
+
+def region_tiles(tmp_path_factory):
+    from engine.demo import POINTS_NAME, make_demo
+
+    base = tmp_path_factory.mktemp("region")
+    make_demo(base / "demo", seed=3, size_km=2.0)
+    return split_by_x(base / "demo" / POINTS_NAME, base)
+
+
+def test_two_local_workers_give_the_single_process_results(tmp_path_factory, tmp_path):
+    import os
+
+    import rasterio
+    import torch
+
+    from engine import results
+    from engine.run import run_forecast
+    from engine.tiles import run_tiles, tile_names
+
+    tiles = region_tiles(tmp_path_factory)
+    manifest = run_tiles(tile_config(tiles[0], tmp_path / "region"), tiles, workers=2, log=lambda m: None)
+    names = tile_names(tiles)
+    assert sorted(manifest["tiles"]) == sorted(names)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each of the two workers runs
+    try:
+        for path, name in zip(tiles, names):
+            run_forecast(tile_config(path, tmp_path / "single" / name), log=lambda m: None)
+    finally:
+        torch.set_num_threads(threads)
+    for name in names:
+        distributed = results.ForecastRun.open(tmp_path / "region" / name)
+        single = results.ForecastRun.open(tmp_path / "single" / name)
+        for kind in ("change", "forecast", "exceedance"):
+            with rasterio.open(distributed.raster(kind)) as a, rasterio.open(single.raster(kind)) as b:
+                assert np.array_equal(a.read(), b.read())
+        q50 = distributed.series_values("q50_mm"), single.series_values("q50_mm")
+        assert np.array_equal(*q50, equal_nan=True)
+    # the mosaic: one layer over both tiles, by paths relative to it, the tiles' dates as band names
+    with rasterio.open(tmp_path / "region" / "change.vrt") as mosaic:
+        with rasterio.open(results.ForecastRun.open(tmp_path / "region" / names[0]).raster("change")) as west:
+            assert mosaic.count == west.count and mosaic.descriptions == west.descriptions
+            assert mosaic.bounds.left == west.bounds.left and mosaic.width > west.width
+            assert mosaic.nodata == west.nodata
+        data = mosaic.read(1, masked=True)
+        assert data.count() > 0
+    assert 'relativeToVRT="1"' in (tmp_path / "region" / "change.vrt").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["region", "single"]  # nothing staged is left
+
+
+class CancelAfter:
+    def __init__(self, seconds: float):
+        import time
+
+        self.start, self.seconds, self.asked = time.monotonic(), seconds, 0
+
+    def progress(self, fraction, message):
+        pass
+
+    def should_cancel(self) -> bool:
+        import time
+
+        self.asked += 1
+        return time.monotonic() - self.start > self.seconds
+
+
+def test_cancelling_the_region_with_workers_running_leaves_no_output(tmp_path_factory, tmp_path):
+    import pytest
+
+    from engine.errors import Cancelled
+    from engine.tiles import run_tiles
+
+    tiles = region_tiles(tmp_path_factory)
+    progress = CancelAfter(12.0)  # the workers are up and training by then
+    with pytest.raises(Cancelled):
+        run_tiles(tile_config(tiles[0], tmp_path / "region"), tiles, workers=2, progress=progress,
+                  log=lambda m: None)
+    assert progress.asked > 1
+    assert list(tmp_path.iterdir()) == []  # no region, no staged tiles, no lock, no scratch
