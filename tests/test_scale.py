@@ -255,3 +255,15 @@ def test_cancelling_the_region_with_workers_running_leaves_no_output(tmp_path_fa
                   log=lambda m: None)
     assert progress.asked > 1
     assert list(tmp_path.iterdir()) == []  # no region, no staged tiles, no lock, no scratch
+
+
+def test_forecast_tiles_on_the_command_line_names_a_missing_file(tmp_path, capsys):
+    from engine.cli import main
+
+    present = tmp_path / "a.csv"
+    present.write_text("pid,easting,northing,20200101\n")
+    code = main(["forecast-tiles", "--points", str(present), str(tmp_path / "missing.csv"), "--out",
+                 str(tmp_path / "region"), "--model", "scratch", "--workers", "2"])
+    assert code == 2
+    assert "missing.csv: the file does not exist." in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]

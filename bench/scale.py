@@ -1,0 +1,170 @@
+"""Wall time, peak memory and output size of a forecast against the number of points.
+
+The inputs are the EGMS burst copied side by side in space: each copy is shifted east by the
+burst's width and its points get new ids, so 20 copies of an 11,590-point burst make a
+231,800-point file with the burst's own dates, values and density. Each size runs
+`python -m engine forecast` as a child process; its peak memory is the child's maximum resident
+set (wait4's rusage), checked against samples of /proc taken every half second.
+
+    .venv/bin/python bench/scale.py --points 11590 47036 --model scratch
+    .venv/bin/python bench/scale.py --points 235180 --model scratch --keep
+
+Prints a Markdown table. The inputs and results go to --work (a temporary folder by default),
+removed at the end unless --keep.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BURST = REPO.parent / "shared" / "data" / "egms" / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
+
+
+def burst_lines(path: Path) -> tuple[str, list[str]]:
+    """(header, data lines) of the burst's CSV, from its zip or as a plain file."""
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.lower().endswith(".csv"))
+            text = io.TextIOWrapper(archive.open(name), encoding="utf-8-sig").read()
+    else:
+        text = path.read_text(encoding="utf-8-sig")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0], lines[1:]
+
+
+def tiled_input(burst: Path, n_points: int, out: Path) -> Path:
+    """A CSV of `n_points` points: copies of the burst side by side, east of each other."""
+    header, lines = burst_lines(burst)
+    names = header.split(",")
+    pid, east = names.index("pid"), names.index("easting")
+    eastings = [float(line.split(",", east + 1)[east]) for line in lines]
+    width = max(eastings) - min(eastings) + 100.0  # a cell apart, so copies never share a cell
+    copies = math.ceil(n_points / len(lines))
+    written = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        f.write(header + "\n")
+        for copy in range(copies):
+            for line in lines:
+                if written == n_points:
+                    break
+                fields = line.split(",")
+                fields[pid] = f"{fields[pid]}_{copy}"
+                fields[east] = f"{float(fields[east]) + copy * width:.2f}"
+                f.write(",".join(fields) + "\n")
+                written += 1
+    return out
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its children, from /proc (0 when it is gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def run_one(points_csv: Path, out: Path, options: list[str]) -> dict:
+    command = [sys.executable, "-m", "engine", "forecast", "--points", str(points_csv), "--out", str(out),
+               *options]
+    log = out.parent / f"{out.name}.log"
+    started = time.perf_counter()
+    with open(log, "w") as err:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+    samples, finished = [0], threading.Event()
+
+    def sample():
+        while not finished.is_set():
+            samples.append(tree_rss(proc.pid))
+            finished.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the largest of all runs
+    wall = time.perf_counter() - started
+    finished.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"forecast failed ({proc.returncode}): {log.read_text().strip().splitlines()[-1:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        "wall_s": wall,
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "sampled_rss_bytes": max(samples),
+        "out_bytes": folder_bytes(out),
+        "series_bytes": (out / "series.npz").stat().st_size,
+        "timings_s": summary.get("timings_s", {}),
+        "training_s": summary.get("training", {}).get("seconds"),
+        "n_points": summary["n_points"],
+    }
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", type=Path, default=BURST, help="the EGMS burst to copy (.zip or .csv)")
+    parser.add_argument("--points", type=int, nargs="+", default=[11_590, 47_036])
+    parser.add_argument("--work", type=Path, default=None, help="folder for inputs and results")
+    parser.add_argument("--keep", action="store_true", help="keep the inputs and results")
+    args, options = parser.parse_known_args(argv)
+    options = options or ["--model", "scratch"]
+    if "--device" not in options:
+        options += ["--device", "cpu"]
+    if not args.burst.is_file():
+        raise SystemExit(f"{args.burst}: no such file; give the EGMS burst with --burst.")
+    work = args.work or Path(tempfile.mkdtemp(prefix="groundcast-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for n in args.points:
+            t0 = time.perf_counter()
+            csv_path = tiled_input(args.burst, n, work / f"points_{n}.csv")
+            built = time.perf_counter() - t0
+            result = run_one(csv_path, work / f"out_{n}", options)
+            result["input_bytes"], result["build_s"] = csv_path.stat().st_size, built
+            rows.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"options: {' '.join(options)}; {os.cpu_count()} cores")
+    print("| points | input CSV | wall | read+grid | train | peak RSS | output folder | series.npz |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['n_points']:,} | {r['input_bytes'] / 1e6:,.0f} MB | {duration(r['wall_s'])} "
+              f"| {r['timings_s'].get('prepare_s', float('nan')):.0f} s | {r['training_s'] or 0:.0f} s "
+              f"| {r['peak_rss_bytes'] / 1e9:.2f} GB | {r['out_bytes'] / 1e6:,.0f} MB "
+              f"| {r['series_bytes'] / 1e6:,.0f} MB |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
