@@ -29,6 +29,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from engine.results import SERIES, ForecastRun  # noqa: E402
 BURST = REPO.parent / "shared" / "data" / "egms" / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
 
 
@@ -111,13 +113,14 @@ def run_one(points_csv: Path, out: Path, options: list[str]) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"forecast failed ({proc.returncode}): {log.read_text().strip().splitlines()[-1:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    run = ForecastRun.open(out)
+    summary = run.summary
     return {
         "wall_s": wall,
         "peak_rss_bytes": usage.ru_maxrss * 1024,
         "sampled_rss_bytes": max(samples),
         "out_bytes": folder_bytes(out),
-        "series_bytes": (out / "series.npz").stat().st_size,
+        "series_bytes": run.file(SERIES).stat().st_size,
         "timings_s": summary.get("timings_s", {}),
         "training_s": summary.get("training", {}).get("seconds"),
         "n_points": summary["n_points"],
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"options: {' '.join(options)}; {os.cpu_count()} cores")
-    print("| points | input CSV | wall | read+grid | train | peak RSS | output folder | series.npz |")
+    print(f"| points | input CSV | wall | read+grid | train | peak RSS | output folder | {SERIES} |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['n_points']:,} | {r['input_bytes'] / 1e6:,.0f} MB | {duration(r['wall_s'])} "

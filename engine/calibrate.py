@@ -113,8 +113,8 @@ class PointModel:
 
 
 MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
-POINT_CHUNK = 20_000  # points per step of the point forecast
-CALIBRATION_POINTS = 200_000  # the point shares are fitted on an even sample of at most this many points
+POINT_CHUNK = 10_000  # points per step of the point forecast
+CALIBRATION_POINTS = 50_000  # the point shares are fitted on an even sample of at most this many points
 
 
 def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -616,6 +616,14 @@ class ForecastRun:
             raise InputError(f"{path} cannot be read ({fileio.reason(exc)}).") from None
         return int(self._series_array("chunk_points")) if chunked else None
 
+    @cached_property
+    def _series_layout(self) -> dict:
+        """The chunked store's layout (outputs.write_series_store): the row shape of each series."""
+        try:
+            return json.loads(str(self._series_array("series_layout")[()]))
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{self.file(SERIES)} cannot be read ({fileio.reason(exc)}).") from None
+
     def series_values(self, key: str, rows=None) -> np.ndarray:
         """series.npz's `key` ([N, T] or [N, H]) at `rows` (an index, a mask or None for all) as float64.
 
@@ -629,12 +637,16 @@ class ForecastRun:
         index = everything if rows is None else everything[rows]
         needed = np.unique(np.atleast_1d(index) // chunk)
         path = self.file(SERIES)
+        from .outputs import unshuffle
+
         try:
+            row_shape = self._series_layout["row_shapes"][key]
             with zipfile.ZipFile(path) as archive:
                 parts = []
                 for c in needed.tolist():
                     with archive.open(f"{key}/{c:07d}.npy") as member:
-                        parts.append(np.lib.format.read_array(member, allow_pickle=False))
+                        stored = np.lib.format.read_array(member, allow_pickle=False)
+                    parts.append(unshuffle(stored, row_shape))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path} cannot be read ({fileio.reason(exc)}).") from None
         if not parts:

@@ -117,7 +117,7 @@ def thread_map(function, items, threads: int | None = None, ahead: int | None = 
     if threads == 1:
         yield from map(function, items)
         return
-    ahead = 2 * threads if ahead is None else max(1, int(ahead))
+    ahead = threads + 1 if ahead is None else max(1, int(ahead))
     pending = collections.deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="groundcast") as pool:
         try:

@@ -26,9 +26,10 @@ from pathlib import Path
 from . import __version__, fileio
 from .errors import Cancelled, InputError
 from .progress import NullProgress, check_cancel
+from .results import MANIFEST as REGION_MANIFEST  # the region's manifest has the results' name
+from .results import SCHEMA_VERSION
 
 REGION_KIND = "region"
-REGION_MANIFEST = "groundcast.json"
 POLL_S = 0.5  # how often the client looks for finished tiles and for a cancel
 WORKER_POLL_S = 1.0  # how often a worker's run checks that the region is still wanted
 
@@ -194,7 +195,7 @@ def run_tiles(config, points: list, workers: int | None = None, scheduler: str |
             files.update(write_mosaics(staged, names, RASTERS, log))
         else:
             log("The tiles end on different dates, so their forecast dates differ: no mosaic was made.")
-        manifest = {"schema_version": 1, "kind": REGION_KIND, "groundcast_version": __version__,
+        manifest = {"schema_version": SCHEMA_VERSION, "kind": REGION_KIND, "groundcast_version": __version__,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "tiles": {name: str(path) for name, path in zip(names, points)},
                     "inputs": {k: v for k, v in asdict(config).items() if k not in ("out_dir", "points")},
