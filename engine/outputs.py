@@ -223,11 +223,12 @@ def write_series_store(path, meta: dict, per_point: dict, n_points: int,
     write_series_npz. Each entry of `per_point` ([N, ...] array, or a function of a slice of points
     giving those rows) is stored as float32 in deflated members `<name>/<chunk>.npy` of
     `chunk_points` points each, so a click reads one small member per name and never the rest;
-    `keep` {name: mantissa bits} rounds model output so it compresses (keep_bits). A member holds
-    its float32 values byte-shuffled, as uint8 [4, values] (first bytes, then second bytes, ...:
-    HDF5's shuffle filter), which deflates to about two bytes a value; `series_layout` (JSON)
-    gives each name's row shape. The chunks are computed a slice at a time: memory holds one
-    chunk, whatever the number of points.
+    `keep` {name: mantissa bits} rounds model output so it compresses (keep_bits); those members
+    hold their float32 values byte-shuffled, as uint8 [4, values] (first bytes, then second
+    bytes, ...: HDF5's shuffle filter), which deflates smooth series to under two bytes a value
+    (measured data deflates better unshuffled). `series_layout` (JSON) gives each name's row shape
+    and the shuffled names. The chunks are computed a slice at a time: memory holds one chunk,
+    whatever the number of points.
     """
     import io
     import zipfile
@@ -252,13 +253,13 @@ def write_series_store(path, meta: dict, per_point: dict, n_points: int,
                 for name, source in per_point.items():
                     block = source(rows) if callable(source) else source[rows]
                     block = np.ascontiguousarray(block, dtype=np.float32)
-                    if name in keep:
-                        block = keep_bits(block, keep[name])
                     row_shapes[name] = list(block.shape[1:])
-                    shuffled = block.reshape(-1).view(np.uint8).reshape(-1, 4).T
-                    archive.writestr(f"{name}/{start // int(chunk_points):07d}.npy", npy(shuffled),
+                    if name in keep:  # C order, so the bytes are stored shuffled
+                        block = keep_bits(block, keep[name])
+                        block = np.ascontiguousarray(block.reshape(-1).view(np.uint8).reshape(-1, 4).T)
+                    archive.writestr(f"{name}/{start // int(chunk_points):07d}.npy", npy(block),
                                      compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-            layout = {"byte_shuffle": True, "dtype": "<f4", "row_shapes": row_shapes}
+            layout = {"dtype": "<f4", "shuffled": sorted(keep), "row_shapes": row_shapes}
             archive.writestr("series_layout.npy", npy(np.array(json.dumps(layout))),
                              compress_type=zipfile.ZIP_STORED)
         with zipfile.ZipFile(tmp) as check:  # a cut-off file fails here, not in the user's plot

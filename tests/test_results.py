@@ -77,7 +77,7 @@ def test_one_point_series_by_index_or_pid(tmp_path):
     by_pid, by_index = run.series(pid="P3"), run.series(3)
     for key in results.SERIES_KEYS:
         np.testing.assert_array_equal(by_pid[key], by_index[key])
-    np.testing.assert_allclose(by_pid["q50_mm"], fc.points_mm[1, :, 3], rtol=2e-5)  # 16 bits of mantissa
+    np.testing.assert_allclose(by_pid["q50_mm"], fc.points_mm[1, :, 3], rtol=5e-5)  # 14 bits of mantissa
     np.testing.assert_allclose(by_pid["obs_mm"], scene.points.displacement_mm[3], rtol=1e-6)
     assert by_pid["x"] == scene.points.x[3]
     assert run._chunk_points is not None  # the chunked store: tests/test_scale.py reads one chunk of it
@@ -372,8 +372,8 @@ def seed_of(out: Path) -> int:
     for name, size in run.files.items():
         assert (out / name).stat().st_size == size
     first = run.series(0)["q50_mm"][0]
-    seeds = [seed for seed in range(3)  # the series keep 16 bits of mantissa
-             if np.isclose(first, tiny_scene_and_forecast(seed)[1].points_mm[1, 0, 0], rtol=2e-5, atol=0)]
+    seeds = [seed for seed in range(3)  # the series keep 14 bits of mantissa
+             if np.isclose(first, tiny_scene_and_forecast(seed)[1].points_mm[1, 0, 0], rtol=5e-5, atol=0)]
     assert len(seeds) == 1
     with rasterio.open(run.raster("forecast")) as src:  # the maps come from the same run as the series
         cell = src.read(1)[1, 1]
