@@ -25,9 +25,9 @@ from .checkpoint import save_checkpoint
 from .corpus import make_region
 from .errors import InputError
 from .fileio import atomic_path
-from .model import MMSTT, Batch, ModelConfig, grid_coords_m, pinball_loss
+from .model import MMSTT, Batch, ModelConfig, grid_coords_m
 from .progress import NullProgress, check_cancel
-from .train import pick_device, variography_field
+from .train import optimizer_step, pick_device, training_loss
 from .windows import MIN_HISTORY_STEPS, Area, area_scale_mm, make_area, make_batch, occupied_tiles
 
 STATE_NAME = "pretrain_state.safetensors"
@@ -217,18 +217,9 @@ def pretrain(out_dir, options: PretrainOptions, config: ModelConfig = BASE_CONFI
         batch = inputs.to(device)
         target, seen = torch.as_tensor(goal).to(device), torch.as_tensor(mask).to(device)
         net.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            pred = net(batch)
-        loss = pinball_loss(pred.float(), target, seen, config.quantiles)
-        if options.variography_weight:
-            values, observed = variography_field(batch)
-            if observed.sum() > 8:
-                coords = grid_coords_m(config.tile_cells, batch.cell_size_m).to(device)
-                loss = loss + options.variography_weight * model.cov.gaussian_nll(values, coords, observed)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        coords = grid_coords_m(config.tile_cells, batch.cell_size_m).to(device)
+        loss = training_loss(net, model, batch, target, seen, options.variography_weight, coords, amp)
+        optimizer_step(opt, model, loss)
         value = float(loss.detach())
         recent.append(value)
         done = step + 1

@@ -54,6 +54,26 @@ def variography_field(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return ((change - mean) / (std + 1e-3)) * m, seen
 
 
+def training_loss(net, model: MMSTT, batch, target, mask, variography_weight: float, coords, amp: bool):
+    """Pinball loss of the quantiles, plus the kernel's likelihood of the context's field so its
+    range is identified. `net` runs the forward pass (the model itself, or its DDP wrapper)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        pred = net(batch)
+    loss = pinball_loss(pred.float(), target, mask, model.config.quantiles)
+    if variography_weight:
+        values, seen = variography_field(batch)
+        if seen.sum() > 8:
+            loss = loss + variography_weight * model.cov.gaussian_nll(values, coords, seen)
+    return loss
+
+
+def optimizer_step(opt, model: MMSTT, loss) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def fit(
     area: Area,
     config: ModelConfig,
@@ -125,17 +145,8 @@ def _fit_on(
             batch = inputs.to(device)
             target = torch.as_tensor(targets.target).to(device)
             mask = torch.as_tensor(targets.target_mask).to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                pred = model(batch)
-            loss = pinball_loss(pred.float(), target, mask, config.quantiles)
-            if options.variography_weight:
-                values, seen = variography_field(batch)
-                if seen.sum() > 8:
-                    loss = loss + options.variography_weight * model.cov.gaussian_nll(values, coords, seen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss = training_loss(model, model, batch, target, mask, options.variography_weight, coords, amp)
+            optimizer_step(opt, model, loss)
             sched.step()
             train_loss += loss.item() / options.steps_per_epoch
             if progress is not None:

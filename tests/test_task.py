@@ -83,18 +83,24 @@ def test_success_reports_progress_and_result(tmp_path):
     assert max(seen.progress) == 100
 
 
-def test_input_error_is_one_sentence_in_message_bar(tmp_path, qgis_iface):
-    bar = qgis_iface.messageBar()
+def run_failing(tmp_path, bar, error: Exception) -> list:
+    """The events of a task whose engine run raises `error`."""
     bar.clear_messages()
 
     def runner(config, progress):
-        raise InputError("points.csv: no date columns (yyyymmdd) were found.")
+        raise error
 
     task = EngineTask("forecast", Config(tmp_path), runner=runner, message_bar=bar)
     seen = Recorder(task)
     QgsApplication.taskManager().addTask(task)
     wait_for(lambda: seen.events)
-    assert seen.events == [("failed", "points.csv: no date columns (yyyymmdd) were found.")]
+    return seen.events
+
+
+def test_input_error_is_one_sentence_in_message_bar(tmp_path, qgis_iface):
+    bar = qgis_iface.messageBar()
+    events = run_failing(tmp_path, bar, InputError("points.csv: no date columns (yyyymmdd) were found."))
+    assert events == [("failed", "points.csv: no date columns (yyyymmdd) were found.")]
     sentence = "points.csv: no date columns (yyyymmdd) were found."
     assert bar.get_messages(Qgis.Critical) == [f"GroundCast:{sentence}"]
 
@@ -144,17 +150,8 @@ def test_cancelled_task_does_not_end_as_failed(tmp_path, qgis_new_project):
 
 
 def test_errors_name_settings_not_command_line_flags(tmp_path, qgis_iface):
-    bar = qgis_iface.messageBar()
-    bar.clear_messages()
-
-    def runner(config, progress):
-        raise InputError("training diverged; try another --seed or --cell-size 200, or --no-priors.")
-
-    task = EngineTask("forecast", Config(tmp_path), runner=runner, message_bar=bar)
-    seen = Recorder(task)
-    QgsApplication.taskManager().addTask(task)
-    wait_for(lambda: seen.events)
-    kind, message = seen.events[0]
+    error = InputError("training diverged; try another --seed or --cell-size 200, or --no-priors.")
+    kind, message = run_failing(tmp_path, qgis_iface.messageBar(), error)[0]
     assert kind == "failed" and "--" not in message
     assert "\u201cRandom seed\u201d" in message and "\u201cCell size\u201d 200" in message
     assert "\u201cUse the prior maps\u201d off" in message
