@@ -119,14 +119,18 @@ def synthetic(n_regions: int, seed: int, log=print) -> dict:
             "configs": {k: v for k, v in CONFIGS.items()}}
 
 
-def real(files: list, seed: int, log=print) -> dict:
+REAL_ROWS = {"fine_tuned": "base", "zero_shot": "zero-shot", "scratch": "scratch",
+             "fine_tuned_no_priors": "base"}
+
+
+def real(files: list, seed: int, rows=tuple(REAL_ROWS), log=print) -> dict:
     """Backtests of each real file with each model choice, through the engine's own backtest."""
     from engine.run import run_backtest
 
     results = {}
     for path in files:
-        for row, model in (("fine_tuned", "base"), ("zero_shot", "zero-shot"), ("scratch", "scratch"),
-                           ("fine_tuned_no_priors", "base")):
+        for row in rows:
+            model = REAL_ROWS[row]
             out = Path("/tmp") / f"gc_base_bench_{Path(path).stem}_{row}"
             config = RunConfig(points=str(path), out_dir=str(out), model=model, seed=seed,
                                use_priors=row != "fine_tuned_no_priors")
@@ -155,16 +159,17 @@ def markdown(result: dict) -> str:
             lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in scores["rmse_mm"]) + f" | {cov} |")
         lines.append("")
     for path, rows in result.get("real", {}).items():
+        first = next(iter(rows.values()))
         lines += [f"### {Path(path).name}: backtest RMSE mm at the points (last 365 days held out)", "",
-                  "| row | " + " | ".join(f"{h} d" for h in rows["fine_tuned"]["horizons_days"])
+                  "| row | " + " | ".join(f"{h} d" for h in first["horizons_days"])
                   + " | coverage per horizon | CRPS mm | train s | forecast s |",
-                  "|---|" + "---|" * (len(rows["fine_tuned"]["horizons_days"]) + 4)]
+                  "|---|" + "---|" * (len(first["horizons_days"]) + 4)]
         for row, m in rows.items():
             lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in m["models"]["mmstt"]["rmse_mm"])
                          + " | " + " / ".join(f"{c:.2f}" for c in m["mmstt_coverage90_by_horizon"])
                          + f" | {m['mmstt_crps_mm']:.2f} | {m['seconds_train']:.0f}"
                          + f" | {m['seconds_forecast']:.0f} |")
-        m = rows["fine_tuned"]
+        m = first
         for name in ("persistence", "timefn"):
             lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in m["models"][name]["rmse_mm"])
                          + " | – | – | – | – |")
@@ -176,6 +181,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", type=int, default=8, help="held-out synthetic regions")
     parser.add_argument("--real", nargs="*", default=[], help="real EGMS files to backtest")
+    parser.add_argument("--rows", nargs="*", default=list(REAL_ROWS), choices=list(REAL_ROWS),
+                        help="the model choices to backtest on the real files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench/out/base")
     args = parser.parse_args(argv)
@@ -184,9 +191,9 @@ def main(argv=None) -> int:
         return 2
     result = {"checkpoint": str(base_model_path())}
     if args.regions:
-        result["synthetic"] = synthetic(args.regions, args.seed)
+        result["synthetic"] = synthetic(args.regions, args.seed, log=lambda m: print(m, flush=True))
     if args.real:
-        result["real"] = real(args.real, args.seed)
+        result["real"] = real(args.real, args.seed, args.rows, log=lambda m: print(m, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_model.json").write_text(json.dumps(result, indent=1, default=float))
