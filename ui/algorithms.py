@@ -105,7 +105,7 @@ class FeedbackProgress:
         if not message:
             return
         self.feedback.setProgressText(message)
-        # training reports every step ("epoch 3/24, loss ..."): log a new topic, else now and then
+        # training reports every step ("training pass 3/24, ..."): log a new topic, else now and then
         topic = message.split(",")[0]
         now = time.monotonic()
         if topic != self._last_topic or now - self._last_logged >= self.LOG_EVERY_S:

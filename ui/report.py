@@ -203,7 +203,7 @@ def model_rows(summary: dict | None) -> list:
         ("EGMS points used", _fmt(summary.get("n_points"))),
         ("Cell size (m)", _fmt(grid.get("cell_size_m"), 0)),
         ("Grid (columns x rows)", f"{_fmt(grid.get('width'))} x {_fmt(grid.get('height'))}"),
-        ("Training epochs", _fmt(_find(summary, "training.epochs_run", "inputs.epochs"))),
+        ("Training passes", _fmt(_find(summary, "training.epochs_run", "inputs.epochs"))),
         ("Learned variogram range (m)", _fmt(summary.get("variogram_range_m"), 0)),
         ("Device", _fmt(summary.get("device"))),
         ("Training time (s)", _fmt(_find(summary, "training.seconds", "timings_s.train_and_forecast_s"), 1)),
