@@ -14,16 +14,20 @@ class Clock:
         return self.now
 
 
+def steady(eta: Eta, clock: Clock, seconds: int, start: float = 0.0, done: float = 0.0, pace: float = 0.01):
+    """Report `pace` more done each second for `seconds` seconds; the estimates, one a second."""
+    estimates = []
+    for second in range(1, seconds + 1):
+        clock.now = start + second
+        estimates.append(eta.update(done + second * pace))
+    return estimates
+
+
 def test_a_steady_pace_gives_the_true_time_left():
-    clock = Clock()
-    eta = Eta(clock)
-    for second in range(1, 200):
-        clock.now = float(second)
-        left = eta.update(second / 200)
-        if second < 5:
-            assert left is None  # too early to tell
-        else:
-            assert left == pytest.approx(200 - second, rel=0.05, abs=1)
+    estimates = steady(Eta(clock := Clock()), clock, 199, pace=1 / 200)
+    assert estimates[:4] == [None] * 4  # too early to tell
+    for second, left in enumerate(estimates[4:], start=5):
+        assert left == pytest.approx(200 - second, rel=0.05, abs=1)
 
 
 def test_a_slow_start_is_forgotten():
@@ -32,19 +36,14 @@ def test_a_slow_start_is_forgotten():
     eta = Eta(clock)
     clock.now = 60.0
     eta.update(0.10)
-    left = None
-    for second in range(1, 61):
-        clock.now = 60.0 + second
-        left = eta.update(0.10 + second / 100)
+    left = steady(eta, clock, 60, start=60.0, done=0.10)[-1]
     assert left == pytest.approx(30, abs=5)  # 30 % left at 1 % a second; the whole run's mean says 55
 
 
 def test_the_estimate_does_not_jump_with_one_slow_step():
     clock = Clock()
     eta = Eta(clock)
-    for second in range(1, 51):
-        clock.now = float(second)
-        before = eta.update(second / 100)
+    before = steady(eta, clock, 50)[-1]
     clock.now += 10  # one step took 10 s instead of 1
     after = eta.update(0.51)
     assert abs(after - before) < 0.5 * before
