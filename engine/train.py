@@ -21,7 +21,6 @@ from .progress import check_cancel
 from .baselines import LEVEL_STEPS
 from .windows import Area, area_scale_mm, chunks, make_batch, occupied_tiles, sample_tiles, split_anchors
 
-VALIDATION_TILES = 96  # validation looks at this many tiles at most: its cost does not grow with the area
 
 
 @dataclass
@@ -124,7 +123,7 @@ def _fit_on(
     amp = device == "cuda"
     coords = grid_coords_m(S, area.cell_size_m or config.cell_size_m).to(device)
 
-    val_tiles = sample_tiles(tiles, VALIDATION_TILES, options.seed)
+    val_tiles = sample_tiles(tiles, options.validation_tiles, options.seed)
     val_examples = [(t, a) for a in val_anchors for t in val_tiles]
     val_batches = [
         make_batch(area, [t for t, _ in chunk], [a for _, a in chunk], config, scale_mm, True)
