@@ -21,7 +21,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS_DATA = REPO_ROOT / "tests" / "data"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))

@@ -14,7 +14,6 @@ from engine.points import read_points, regularize_time, reproject_points
 DATA = Path(__file__).parent / "data"
 L2B = DATA / "EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip"
 L3U = DATA / "EGMS_L3_E45N17_100km_U_2020_2024_1.zip"
-SHARED_BURST = Path("/work/shared/data/egms/EGMS_L2b_022_0845_IW2_VV_2020_2024_1.zip")
 
 
 def _members(zip_path: Path) -> tuple[str, str]:
@@ -324,34 +323,3 @@ def test_real_burst_on_six_day_epochs_keeps_the_observations_on_epochs():
 def test_bad_time_step():
     with pytest.raises(InputError, match="synthetic.*whole number of days"):
         regularize_time(_series([0, 6], [1.0, 2.0]), step_days=2.5)
-
-
-# ---------------------------------------------------------------------------- memory
-
-
-MEASURE_PEAK = """
-import sys
-import numpy, shapely, pyproj, zipfile, csv  # loaded before the baseline
-from engine.points import read_points
-
-def status_kb(key):  # VmHWM is this process's peak; ru_maxrss would carry pytest's over exec
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(key))
-
-baseline_kb = status_kb("VmRSS")
-points = read_points(sys.argv[1])
-peak_bytes = (status_kb("VmHWM") - baseline_kb) * 1024
-print(peak_bytes, points.displacement_mm.nbytes, points.n_points, points.n_dates)
-"""
-
-
-@pytest.mark.skipif(not SHARED_BURST.exists(), reason="the shared EGMS burst is not on this machine")
-def test_peak_memory_on_the_full_burst_stays_under_three_cubes():
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(SHARED_BURST)], capture_output=True,
-                            text=True, check=True, cwd=Path(__file__).parent.parent)
-    peak_bytes, cube_bytes, n_points, n_dates = map(int, result.stdout.split())
-    assert (n_points, n_dates) == (11590, 210)
-    assert peak_bytes < 3 * cube_bytes
