@@ -244,7 +244,7 @@ class ResultsPanel(QWidget):
         height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + 2
         table.setFixedHeight(height + sum(table.rowHeight(r) for r in range(table.rowCount())))
         parts = []
-        for key, label in (("n_points", "point"), ("n_epochs_train", "training pass")):
+        for key, label in (("n_points", "point"), ("n_epochs_train", "observation epoch")):
             if isinstance(metrics.get(key), int):
                 parts.append(plural(metrics[key], label))
         if metrics.get("device"):
