@@ -47,10 +47,6 @@ class Forecast:
     trained: TrainedModel
 
 
-def check_config(config: RunConfig, command: str = "forecast") -> None:
-    config.check(command)
-
-
 def base_model_path() -> Path:
     """The shipped base model: resources/models/ of the plugin folder (the engine's parent)."""
     return Path(__file__).resolve().parent.parent / "resources" / "models" / BASE_MODEL_NAME
@@ -127,7 +123,7 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
 
 def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
     """Forecast config.horizon_days ahead and write the files listed in docs/architecture.md."""
-    check_config(config)
+    config.check("forecast")
     progress = progress or NullProgress()
     with OutputFolder(config, "forecast") as out, Scratch(out.path):  # checked and locked before any training
         t0 = time.perf_counter()
@@ -147,7 +143,7 @@ def run_forecast(config: RunConfig, progress=None, log=print) -> dict:
 
 def run_backtest(config: RunConfig, progress=None, log=print) -> dict:
     """Hold out the last holdout_days, train on the rest, score MM-STT and the baselines at the points."""
-    check_config(config, "backtest")
+    config.check("backtest")
     progress = progress or NullProgress()
     with OutputFolder(config, "backtest") as out, Scratch(out.path):  # checked and locked before any training
         aoi = read_aoi(config.aoi) if config.aoi else None
