@@ -68,12 +68,12 @@ def result_dir(tmp_path):
     import fiona
 
     pids = [f"p{i}" for i in range(4)]
-    schema = {"geometry": "Point", "properties": {"pid": "str", "forecast_mm": "float"}}
+    schema = {"geometry": "Point", "properties": {"pid": "str", "forecast_mm": "float", "change_mm": "float"}}
     with fiona.open(tmp_path / "points.gpkg", "w", driver="GPKG", layer="points", crs="EPSG:3035",
                     schema=schema) as dst:
-        for i, value in enumerate([-25.0, -3.0, 0.5, 8.0]):
+        for i, (value, change) in enumerate(zip([-25.0, -3.0, 0.5, 8.0], [-4.0, -1.0, 0.5, 2.0])):
             dst.write({"geometry": {"type": "Point", "coordinates": (X0 + 150 + 200 * i, Y0 - 500)},
-                       "properties": {"pid": pids[i], "forecast_mm": value}})
+                       "properties": {"pid": pids[i], "forecast_mm": value, "change_mm": change}})
     obs_dates = [FIRST + dt.timedelta(days=6 * i) for i in range((ORIGIN - FIRST).days // 6 + 1)]
     obs = np.tile(np.linspace(0, -20, len(obs_dates)), (4, 1)) + np.arange(4)[:, None]
     level = obs[:, -5:].mean(axis=1)
@@ -336,4 +336,34 @@ def test_points_follow_the_timeline(result_dir, qgis_new_project):
     (result_dir / "groundcast.json").unlink()
     write_manifest(result_dir)
     fixed = layers.add_result_layers(str(result_dir), "t2", QgsProject.instance())["points"]
-    assert "(fixed)" in fixed.name() and DATES[-1].isoformat() in fixed.name()
+    assert "(fixed; the change map follows the timeline)" in fixed.name() and DATES[-1].isoformat() in fixed.name()
+
+
+def test_a_large_result_builds_its_point_timeline_in_the_background(result_dir, qgis_new_project, monkeypatch):
+    """Above INLINE_TIMELINE_POINTS the interface thread never builds the per-date layer: the
+    points come fixed at the horizon until the task (build_point_timeline) has written it."""
+    monkeypatch.setattr(layers, "INLINE_TIMELINE_POINTS", 2)  # the result has 4 points
+    fixed = layers.add_result_layers(str(result_dir), "t", QgsProject.instance())["points"]
+    assert not (result_dir / layers.POINTS_CHANGE).exists()
+    assert "fixed; the change map follows the timeline" in fixed.name()
+    assert isinstance(fixed.renderer(), QgsGraduatedSymbolRenderer)
+    assert fixed.renderer().classAttribute() == "change_mm"
+    assert layers.build_point_timeline(result_dir)  # as the dock's task does, off the interface thread
+    follows = layers.add_result_layers(str(result_dir), "t2", QgsProject.instance())["points"]
+    assert "follows the timeline" in follows.name() and follows.temporalProperties().isActive()
+    monkeypatch.setattr(layers, "POINT_TIMELINE_MAX_POINTS", 3)
+    (result_dir / layers.POINTS_CHANGE).unlink()
+    assert not layers.build_point_timeline(result_dir)  # too many for a field per date
+    assert not (result_dir / layers.POINTS_CHANGE).exists()
+
+
+def test_style_points_on_a_sample_of_a_large_layer(result_dir, qgis_new_project, monkeypatch):
+    from qgis.core import QgsVectorLayer
+
+    monkeypatch.setattr(layers, "STYLE_SAMPLE_POINTS", 2)  # every second point of four
+    points = QgsVectorLayer(f"{result_dir / 'points.gpkg'}|layername=points", "p", "ogr")
+    renderer = layers.style_points(points, field="change_mm")
+    edges = [r.upperValue() for r in renderer.ranges()]
+    assert edges == sorted(edges) and len(edges) == 8
+    everything = layers.style_points(points, field="change_mm", values=[-4.0, 1.0, 2.0, -1.0])
+    assert everything.ranges()[0].lowerValue() <= -4.0

@@ -215,6 +215,22 @@ def test_a_large_band_stack_has_overviews(tmp_path):
         assert src.overviews(1) == []
 
 
+def test_a_band_stack_is_a_cloud_optimized_geotiff_read_band_by_band(tmp_path):
+    from osgeo_utils.samples.validate_cloud_optimized_geotiff import validate
+
+    big = Grid("EPSG:3035", 4_321_000.0, 3_210_000.0, 100.0, width=600, height=300)
+    path = tmp_path / "big.tif"
+    write_band_stack(path, big, np.arange(3 * 300 * 600, dtype=np.float32).reshape(3, 300, 600), DATES)
+    warnings, errors, _ = validate(str(path), full_check=True)
+    assert errors == [], errors
+    with rasterio.open(path) as src:
+        assert src.interleaving.name.upper() == "BAND"  # the timeline reads one date without the others
+        assert src.compression.name.upper() == "DEFLATE"
+        assert src.block_shapes[0] == (256, 256)
+        assert src.read(3)[299, 599] == 3 * 300 * 600 - 1
+    assert leftovers(tmp_path) == ["big.tif"]  # the scratch copy is gone
+
+
 def test_points_gpkg_has_a_spatial_index(tmp_path):
     import sqlite3
 

@@ -142,22 +142,29 @@ def test_backtest_metrics_have_exactly_the_documented_keys(demo_data_dir, tmp_pa
     assert (tmp_path / "bt" / "backtest.png").stat().st_size > 10_000
 
 
-def test_cancel_leaves_the_output_folder_untouched(demo_data_dir, tmp_path):
+@pytest.mark.parametrize("stage", ["training", "writing results: time series", "writing results: points"])
+def test_cancel_leaves_the_output_folder_untouched(demo_data_dir, tmp_path, stage):
     from results_fixtures import write_tiny_backtest
 
     out = tmp_path / "out"
     write_tiny_backtest(out)  # an earlier result: a cancelled run leaves it as it was
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    class CancelDuringTraining:
+    class CancelDuring:
+        reached, fractions = False, []
+
         def progress(self, fraction, message):
-            self.training = "training" in message
+            self.fractions.append(fraction)
+            self.reached = stage in message
 
         def should_cancel(self):
-            return getattr(self, "training", False)
+            return self.reached
 
+    progress = CancelDuring()
     with pytest.raises(Cancelled):
-        run_forecast(demo_config(demo_data_dir, out), CancelDuringTraining(), log=lambda m: None)
+        run_forecast(demo_config(demo_data_dir, out), progress, log=lambda m: None)
+    assert progress.reached
+    assert progress.fractions == sorted(progress.fractions)  # the bar never goes back
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 

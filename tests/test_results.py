@@ -78,7 +78,7 @@ def test_one_point_series_by_index_or_pid(tmp_path):
     for key in results.SERIES_KEYS:
         np.testing.assert_array_equal(by_pid[key], by_index[key])
     np.testing.assert_allclose(by_pid["q50_mm"], fc.points_mm[1, :, 3], rtol=5e-5)  # 14 bits of mantissa
-    np.testing.assert_allclose(by_pid["obs_mm"], scene.points.displacement_mm[3], rtol=1e-6)
+    np.testing.assert_allclose(by_pid["obs_mm"], scene.points.displacement_mm[3], rtol=5e-5)  # the same
     assert by_pid["x"] == scene.points.x[3]
     assert run._chunk_points is not None  # the chunked store: tests/test_scale.py reads one chunk of it
     with pytest.raises(InputError, match="no point"):

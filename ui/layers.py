@@ -13,8 +13,10 @@ What the reader sees first is the change since the forecast origin (change.tif):
 cumulative median barely moves over a few months against years of past motion, so read on its
 own ramp it looks like the past. Every layer name says what its values are measured from.
 The points follow the timeline the same way as the rasters: one change field per forecast
-date (points_change.gpkg, written here from series.npz), and the switcher points the
-renderer at the field of the current frame.
+date (points_change.gpkg, written from series.npz by build_point_timeline in the dock's
+background task, or here for a small result), and the switcher points the renderer at the
+field of the current frame. Beyond POINT_TIMELINE_MAX_POINTS the points show the change at the
+horizon and the change map follows the timeline: adding layers never holds the interface for long.
 
 Temporal scrubbing in QGIS 3.22: raster temporal properties there know only one fixed range
 per layer (per-band time arrived in 3.38), and the GDAL provider reports no time of its own.
@@ -38,6 +40,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsDateTimeRange,
     QgsFeature,
+    QgsFeatureRequest,
     QgsFillSymbol,
     QgsGeometry,
     QgsGradientColorRamp,
@@ -204,13 +207,26 @@ def style_exceedance(layer: QgsRasterLayer, band: int = 1) -> QgsSingleBandPseud
                         5, "", "0 (unlikely)", "1 (certain)")
 
 
-def style_points(layer: QgsVectorLayer, vmax: float | None = None, field: str = "forecast_mm"):
-    """Graduated points on `field` with the forecast's diverging ramp and symmetric classes."""
+STYLE_SAMPLE_POINTS = 100_000  # the colour scale of a large layer comes from this many of its points
+
+
+def style_points(layer: QgsVectorLayer, vmax: float | None = None, field: str = "forecast_mm", values=None):
+    """Graduated points on `field` with the forecast's diverging ramp and symmetric classes.
+
+    `values`: the field's values when the caller has them (numpy); otherwise they are read
+    without geometry, from at most STYLE_SAMPLE_POINTS points, so a million points style fast."""
     import numpy as np
 
     index = layer.fields().indexOf(field)
-    values = np.array([v for v in (f[field] for f in layer.getFeatures()) if isinstance(v, (int, float))],
-                      dtype="float64") if index >= 0 else np.zeros(0)
+    if values is None and index >= 0:
+        request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry)
+        request.setSubsetOfAttributes([index])
+        step = max(1, layer.featureCount() // STYLE_SAMPLE_POINTS)
+        if step > 1:  # every step-th feature id: an even sample of the whole layer
+            request.setFilterExpression(f"$id % {step} = 0")
+        values = [f[index] for f in layer.getFeatures(request)]
+    values = np.array([v for v in (values if values is not None else []) if isinstance(v, (int, float))],
+                      dtype="float64")
     values = values[np.isfinite(values)]
     if vmax is None:
         vmax = _nice_ceiling(float(np.percentile(np.abs(values), 98))) if values.size else 1.0
@@ -625,30 +641,51 @@ def point_changes(run) -> tuple | None:
     return run.pids, dates, q50 - level[:, None]
 
 
-def _points_timeline(run, points: QgsVectorLayer):
-    """points.gpkg with one change field per forecast date, saved beside; (layer, dates, fields) or None."""
+POINT_TIMELINE_MAX_POINTS = 250_000  # beyond, a field per date costs minutes and gigabytes: the maps follow
+INLINE_TIMELINE_POINTS = 20_000  # built while the interface waits (about 2 s) only up to this many points
+
+
+def _fresh_point_timeline(run, fields: list):
+    """The points_change layer if it is newer than the series and has every date's field, else None."""
+    path, series = run.path / POINTS_CHANGE, run.file(SERIES)
+    if not path.is_file() or series is None or path.stat().st_mtime < series.stat().st_mtime:
+        return None
+    layer = QgsVectorLayer(f"{path}|layername=points_change", "points", "ogr")
+    if layer.isValid() and all(layer.fields().indexOf(f) >= 0 for f in fields):
+        return layer
+    return None
+
+
+def _timeline_fields(dates) -> tuple:
+    dates = [dt.date.fromisoformat(str(d)) for d in dates]
+    return dates, [f"change_{d:%Y_%m_%d}" for d in dates]
+
+
+def build_point_timeline(out_dir, progress=None) -> bool:
+    """Write points_change.gpkg beside a forecast: the points with one change field per forecast
+    date, which the timeline switches between. Safe off the interface thread (no project, no
+    canvas): the dock's task runs it after the engine. True when the file is there and current;
+    False for a result without points or series, or beyond POINT_TIMELINE_MAX_POINTS."""
     import os
 
     from qgis.core import QgsCoordinateTransformContext, QgsField, QgsFields, QgsVectorFileWriter
     from qgis.PyQt.QtCore import QVariant
 
+    run = open_run(Path(out_dir))
+    points_path = run.points_path
+    if points_path is None or not points_path.exists() or run.n_points > POINT_TIMELINE_MAX_POINTS:
+        return False
     changes = point_changes(run)
     if changes is None:
-        return None
+        return False
     pid, dates, change = changes
-    dates = [dt.date.fromisoformat(str(d)) for d in dates]
-    fields = [f"change_{d:%Y_%m_%d}" for d in dates]
-    out = run.path
-    path = out / POINTS_CHANGE
-    series = run.file(SERIES)
-    uri = f"{path}|layername=points_change"
-    if path.is_file() and path.stat().st_mtime >= series.stat().st_mtime:
-        layer = QgsVectorLayer(uri, "points", "ogr")
-        if layer.isValid() and all(layer.fields().indexOf(f) >= 0 for f in fields):
-            return layer, dates, fields
+    dates, fields = _timeline_fields(dates)
+    if _fresh_point_timeline(run, fields) is not None:
+        return True
+    points = QgsVectorLayer(f"{points_path}|layername=points", "points", "ogr")
+    if not points.isValid() or points.fields().indexOf("pid") < 0:
+        return False
     index = {p: i for i, p in enumerate(pid)}
-    if points.fields().indexOf("pid") < 0:
-        return None
     out_fields = QgsFields(points.fields())
     for name in fields:
         out_fields.append(QgsField(name, QVariant.Double))
@@ -656,7 +693,7 @@ def _points_timeline(run, points: QgsVectorLayer):
     memory.dataProvider().addAttributes(out_fields.toList())
     memory.updateFields()
     features = []
-    for feature in points.getFeatures():
+    for k, feature in enumerate(points.getFeatures()):
         i = index.get(str(feature["pid"]))
         values = [None] * len(fields) if i is None else [
             float(v) if v == v else None for v in change[i].tolist()]  # NaN -> NULL
@@ -664,25 +701,39 @@ def _points_timeline(run, points: QgsVectorLayer):
         copy.setGeometry(feature.geometry())
         copy.setAttributes(list(feature.attributes()) + values)
         features.append(copy)
+        if progress is not None and k % 20_000 == 0:
+            progress(0.8 * k / max(run.n_points, 1))  # may raise to cancel
     memory.dataProvider().addFeatures(features)
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     options.layerName = "points_change"
-    tmp = out / f".{path.stem}.partial.gpkg"
+    path = run.path / POINTS_CHANGE
+    tmp = run.path / f".{path.stem}.partial.gpkg"
     try:
         error = QgsVectorFileWriter.writeAsVectorFormatV3(memory, str(tmp), QgsCoordinateTransformContext(),
                                                           options)[0]
         if error != QgsVectorFileWriter.NoError:
-            raise OSError(f"writing {path} failed")
+            return False  # an output folder we cannot write to: the points stay fixed
         os.replace(tmp, path)
     except (OSError, RuntimeError):
-        # an output folder we cannot write to still gets a timeline, for this session only
-        return memory, dates, fields
+        return False
     finally:
         if tmp.exists():
             tmp.unlink()
-    layer = QgsVectorLayer(uri, "points", "ogr")
-    return (layer, dates, fields) if layer.isValid() else (memory, dates, fields)
+    return True
+
+
+def _points_timeline(run):
+    """(layer, dates, fields) of the points' timeline, or None. Built here only for a small result:
+    a larger one is built by the dock's task in the background (build_point_timeline)."""
+    changes = point_changes(run)
+    if changes is None:
+        return None
+    dates, fields = _timeline_fields(changes[1])
+    layer = _fresh_point_timeline(run, fields)
+    if layer is None and run.n_points <= INLINE_TIMELINE_POINTS and build_point_timeline(run.path):
+        layer = _fresh_point_timeline(run, fields)
+    return (layer, dates, fields, changes[2][:, -1]) if layer is not None else None
 
 
 def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsProject | None = None,
@@ -744,15 +795,20 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
     points_path = run.points_path
     if points_path is not None and points_path.exists():
         points = QgsVectorLayer(f"{points_path}|layername=points", "points", "ogr")
-        timeline = _points_timeline(run, points) if points.isValid() and change is not None else None
+        timeline = _points_timeline(run) if points.isValid() and change is not None else None
+        at = f" at {horizon}" if horizon else ""
         if timeline is not None:
-            layer, point_dates, fields = timeline
+            layer, point_dates, fields, last = timeline
             layer.setName(f"Points: change{since} (follows the timeline)")
-            style_points(layer, vmax=limit, field=fields[-1])
+            style_points(layer, vmax=limit, field=fields[-1], values=last)
             set_point_timeline(layer, point_dates, fields)
             result["points"] = layer
+        elif points.isValid() and change is not None and points.fields().indexOf("change_mm") >= 0:
+            # too many points for a field per date: the change maps follow the timeline instead
+            points.setName(f"Points: change{since}{at} (fixed; the change map follows the timeline)")
+            style_points(points, vmax=limit, field="change_mm")
+            result["points"] = points
         elif points.isValid():
-            at = f" at {horizon}" if horizon else ""
             points.setName(f"Points: cumulative{_since(cumulative_since)}{at} (fixed)")
             style_points(points, vmax=forecast.renderer().classificationMax())
             result["points"] = points

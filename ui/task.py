@@ -152,9 +152,30 @@ class EngineTask(QgsTask):
             return False
         if self.isCanceled():
             return self._end_cancelled()
+        if self.kind == "forecast":
+            self._build_point_timeline()
         if not isinstance(self.result, dict):
             self.result = {"result": self.result}
         return True
+
+    def _build_point_timeline(self) -> None:
+        """The points' per-date layer, here in the background, so adding the layers stays quick.
+        A failure costs only the points' timeline (they stay fixed at the horizon), never the run."""
+        from .layers import build_point_timeline
+
+        class Stop(Exception):
+            pass
+
+        def step(_fraction: float) -> None:  # the bar stays full: the forecast itself is done
+            if self.isCanceled():
+                raise Stop
+        _TaskProgress(self).progress(1.0, "preparing the points' timeline")
+        try:
+            build_point_timeline(self.config.out_dir, step)
+        except Stop:
+            pass
+        except Exception:  # noqa: BLE001 (the forecast is written; only the timeline is lost)
+            QgsMessageLog.logMessage(f"points' timeline:\n{traceback.format_exc()}", LOG_TAG, Qgis.Warning)
 
     def _end_cancelled(self) -> bool:
         """A cancelled run ends cleanly (nothing written), so the task reports success, not failure.
