@@ -134,8 +134,12 @@ def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
         grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
         return r, c, widen(grid.quantiles(cells, shares), factor)
 
+    done = 0
     for r, c, values in thread_map(chunk, range(0, len(rows), MAP_CHUNK_CELLS), threads):
         out[:, :, r, c] = values
+        done += len(r)
+        if progress is not None:
+            progress.progress(done / len(rows), "forecasting the maps")
     return out
 
 
@@ -156,6 +160,8 @@ def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
     for index, values, lv in thread_map(chunk, range(0, n, POINT_CHUNK), threads):
         out[:, :, index[0]:index[-1] + 1] = values
         level[index[0]:index[-1] + 1] = lv
+        if progress is not None:
+            progress.progress((index[-1] + 1) / n, "forecasting the points")
     return out, level
 
 

@@ -213,12 +213,16 @@ STYLE_SAMPLE_POINTS = 100_000  # the colour scale of a large layer comes from th
 def style_points(layer: QgsVectorLayer, vmax: float | None = None, field: str = "forecast_mm", values=None):
     """Graduated points on `field` with the forecast's diverging ramp and symmetric classes.
 
-    `values`: the field's values when the caller has them (numpy); otherwise they are read
-    without geometry, from at most STYLE_SAMPLE_POINTS points, so a million points style fast."""
+    `values`: the field's values when the caller has them (numpy). Otherwise, with `vmax` given,
+    only the field's extremes are asked of the data source (one SQL query on a GeoPackage);
+    without, the values are read without geometry from at most STYLE_SAMPLE_POINTS points, so a
+    million points style fast."""
     import numpy as np
 
     index = layer.fields().indexOf(field)
-    if values is None and index >= 0:
+    if values is None and index >= 0 and vmax is not None:
+        values = [layer.minimumValue(index), layer.maximumValue(index)]
+    elif values is None and index >= 0:
         request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry)
         request.setSubsetOfAttributes([index])
         step = max(1, layer.featureCount() // STYLE_SAMPLE_POINTS)
@@ -726,14 +730,18 @@ def build_point_timeline(out_dir, progress=None) -> bool:
 def _points_timeline(run):
     """(layer, dates, fields) of the points' timeline, or None. Built here only for a small result:
     a larger one is built by the dock's task in the background (build_point_timeline)."""
-    changes = point_changes(run)
-    if changes is None:
+    from ..engine.errors import InputError
+
+    if run.file(SERIES) is None:
         return None
-    dates, fields = _timeline_fields(changes[1])
+    try:
+        dates, fields = _timeline_fields(run.series_dates[1])
+    except InputError:
+        return None
     layer = _fresh_point_timeline(run, fields)
     if layer is None and run.n_points <= INLINE_TIMELINE_POINTS and build_point_timeline(run.path):
         layer = _fresh_point_timeline(run, fields)
-    return (layer, dates, fields, changes[2][:, -1]) if layer is not None else None
+    return (layer, dates, fields) if layer is not None else None
 
 
 def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsProject | None = None,
@@ -798,9 +806,9 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
         timeline = _points_timeline(run) if points.isValid() and change is not None else None
         at = f" at {horizon}" if horizon else ""
         if timeline is not None:
-            layer, point_dates, fields, last = timeline
+            layer, point_dates, fields = timeline
             layer.setName(f"Points: change{since} (follows the timeline)")
-            style_points(layer, vmax=limit, field=fields[-1], values=last)
+            style_points(layer, vmax=limit, field=fields[-1])
             set_point_timeline(layer, point_dates, fields)
             result["points"] = layer
         elif points.isValid() and change is not None and points.fields().indexOf("change_mm") >= 0:
