@@ -52,6 +52,10 @@ def judge(run: ForecastRun, days: int) -> dict:
     change = q50[:, step] - level
     significant = np.abs(velocity) > 3 * stderr
     reversed_ = significant & (np.sign(change) == -np.sign(velocity)) & (np.abs(change) > 0.5)
+    # the point's own trend-and-season fit over its whole history: where it reverses too, the
+    # season the data show outweighs the trend over these days (a December origin, a June end)
+    seasonal = run.series_values("timefn_mm")[:, step] - level
+    seasonal_reversal = reversed_ & (np.sign(seasonal) == -np.sign(velocity)) & (np.abs(seasonal) > 0.5)
     last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in obs])
     recent = obs[:, -30:]
     spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
@@ -59,6 +63,9 @@ def judge(run: ForecastRun, days: int) -> dict:
     led = outlier & (np.abs(q50[:, 0] - last) < np.abs(q50[:, 0] - level))
     return {"points": int(len(obs)), "significant_trends": int(significant.sum()),
             "reversed_at_days": int(reversed_.sum()), "days": days,
+            "reversed_as_the_points_own_season_does": int(seasonal_reversal.sum()),
+            "reversed_against_trend_and_season": int((reversed_ & ~seasonal_reversal).sum()),
+            "reversed_with_speed_over_3_mm_yr": int((reversed_ & (np.abs(velocity) > 3)).sum()),
             "outlying_last_epochs": int(outlier.sum()), "forecasts_starting_at_the_outlier": int(led.sum()),
             "velocity": velocity, "reversed": reversed_}
 

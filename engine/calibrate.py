@@ -6,6 +6,7 @@ which no training target reached, like model output statistics in weather foreca
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,8 @@ class PointModel:
     Several points share a 100 m cell but not always its motion (a building beside a field).
     A point's forecast is its own level plus its cell's forecast increment plus shares of six
     departures: its time-function trend minus the cell's, its last-year straight-line trend
-    minus the cell's, its last value minus its level (short anomalies persist a little), and
+    minus the cell's, its last value minus its level (short anomalies persist a little; an outlying
+    last epoch counts only up to OUTLIER_SIGMAS of its noise from its recent line), and
     the pull toward persistence, toward its own time-function fit and toward its own
     straight line over the whole history (on real EGMS series the seasonal terms, fitted on a
     few years, often extrapolate worse than the plain velocity a year out). The shares per horizon
@@ -87,7 +89,13 @@ class PointModel:
             cell_level = origin_level(cell[:, recent])
             trend_cell = timefn_fit(dates, cell, np.isfinite(cell)).predict(dates_fc).T - cell_level
             rate_cell = linear_trend(dates[recent], cell[:, recent], dates_fc) - cell_level
+        # one outlying last epoch (an unwrapping error, a passing vehicle) must not drag the
+        # forecast: further than OUTLIER_SIGMAS of the point's own noise from its recent straight
+        # line it is clipped to that band (a steady fast mover stays on its line, unclipped)
+        expected = linear_trend(dates[recent], own[:, recent], dates[-1:])[0]
+        bound = OUTLIER_SIGMAS * robust_noise(own[:, recent])
         last = persistence(own, np.isfinite(own))
+        last = np.where(np.isfinite(expected), np.clip(last, expected - bound, expected + bound), last)
         departures = np.stack(
             [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
         )
@@ -110,6 +118,19 @@ class PointModel:
             q = q + (shares[:, :, None] * self.design(cell_increments)).sum(0)[None]
         q[:, :, ~self.inside] = np.nan
         return q
+
+
+OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it
+
+
+def robust_noise(series: np.ndarray) -> np.ndarray:
+    """[N] each row's epoch-to-epoch noise (mm), robustly: the MAD of its first differences, which
+    a trend or a season barely moves, over sqrt 2; at least 0.5 mm."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without two values: NaN, then the floor
+        steps = np.diff(series, axis=1)
+        mad = np.nanmedian(np.abs(steps - np.nanmedian(steps, axis=1, keepdims=True)), axis=1)
+    return np.fmax(np.nan_to_num(1.4826 * mad / np.sqrt(2.0), nan=0.5), 0.5).astype(np.float32)
 
 
 MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile

@@ -281,3 +281,25 @@ def test_a_model_trained_on_one_area_fine_tunes_on_another(forecast_dir, tmp_pat
     start, _ = load_checkpoint(checkpoint)
     changed = [k for k, v in tuned.state_dict().items() if not np.allclose(v, start.state_dict()[k])]
     assert changed, "fine-tuning left every weight as it was"
+
+
+def test_an_outlying_last_epoch_does_not_drag_the_point_but_a_steady_trend_is_kept():
+    """Three points subsiding at 6 mm/yr with 1 mm noise: the second's last epoch is 26 mm off
+    (an unwrapping error), the third moves fast and steadily. Only the outlier is clipped."""
+    rng = np.random.default_rng(0)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(300)
+    years = (dates - dates[0]).astype(float) / 365.25
+    own = -6.0 * years[None] + rng.normal(0, 1.0, (3, len(dates)))
+    own[1, -1] += 26.0
+    own[2] = -40.0 * years + rng.normal(0, 1.0, len(dates))  # fast, steady: its last value is no outlier
+    dates_fc = dates[-1] + 6 * np.arange(1, 31)
+    index = np.arange(3)
+    model = PointModel.of_series(own, own.copy(), dates, dates_fc, index, index, np.ones(3, bool))
+    last_departure = model.departures[2, 0]  # the last value less the level
+    assert abs(last_departure[0]) < 4.0
+    # clipped to 4 sigmas (4 mm) above its recent line: unclipped it would stand 21 mm above the level
+    unclipped = own[1, -1] - own[1, -5:].mean()
+    assert unclipped > 20.0 and last_departure[1] < 4.0
+    # the fast mover's last value sits on its line, two 6-day steps below the 5-epoch mean: kept
+    expected = own[2, -1] - own[2, -5:].mean()
+    assert last_departure[2] == pytest.approx(expected, abs=1e-4)
