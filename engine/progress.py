@@ -55,6 +55,9 @@ def format_duration(seconds: float) -> str:
     return f"{hours:.0f} h {minutes:02.0f} min"
 
 
+MIN_WINDOW_FRACTION = 0.01  # the recent rate needs at least 1 % of progress to go on
+
+
 class Eta:
     """The time left, from the fraction done and the clock.
 
@@ -88,8 +91,10 @@ class Eta:
         while len(self.samples) > 2 and now - self.samples[1][0] >= window:
             self.samples.pop(0)
         t0, f0 = self.samples[0]
-        if now - t0 < 1e-6 or fraction - f0 <= 0:
-            t0, f0 = self.started, 0.0  # no progress in the window: fall back to the whole run
+        if now - t0 < 1e-6 or fraction - f0 < MIN_WINDOW_FRACTION:
+            # too little progress in the window (a stall, then a first tiny step: that rate would
+            # say hours): fall back to the whole run
+            t0, f0 = self.started, 0.0
         if fraction - f0 <= 0:
             return self.smoothed
         left = (1.0 - fraction) * (now - t0) / (fraction - f0)

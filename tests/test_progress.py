@@ -49,6 +49,17 @@ def test_the_estimate_does_not_jump_with_one_slow_step():
     assert abs(after - before) < 0.5 * before
 
 
+def test_a_stall_then_a_tiny_step_does_not_say_hours():
+    """60 % in 140 s, a stall of 90 s (a stage without reports), then a step of 0.001 %: the
+    window's rate alone would say about 10 hours; the estimate stays near the whole run's pace."""
+    clock = Clock()
+    eta = Eta(clock)
+    steady(eta, clock, 140, pace=0.6 / 140)
+    clock.now = 230.0
+    left = eta.update(0.60001)
+    assert left < 300  # the whole run's pace says about 150 s
+
+
 def test_durations_read_as_a_person_says_them():
     assert format_duration(3) == "5 s"
     assert format_duration(44) == "45 s"
