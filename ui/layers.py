@@ -679,13 +679,18 @@ def build_point_timeline(out_dir, progress=None) -> bool:
     points_path = run.points_path
     if points_path is None or not points_path.exists() or run.n_points > POINT_TIMELINE_MAX_POINTS:
         return False
+    from ..engine.errors import InputError
+
+    try:  # the dates alone tell whether the file is current: no series is read for that
+        dates, fields = _timeline_fields(run.series_dates[1])
+    except InputError:
+        return False
+    if _fresh_point_timeline(run, fields) is not None:
+        return True
     changes = point_changes(run)
     if changes is None:
         return False
-    pid, dates, change = changes
-    dates, fields = _timeline_fields(dates)
-    if _fresh_point_timeline(run, fields) is not None:
-        return True
+    pid, _, change = changes
     points = QgsVectorLayer(f"{points_path}|layername=points", "points", "ogr")
     if not points.isValid() or points.fields().indexOf("pid") < 0:
         return False
