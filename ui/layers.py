@@ -389,14 +389,31 @@ def set_field(layer: QgsVectorLayer, field: str) -> bool:
     return True
 
 
-def set_band(layer: QgsRasterLayer, band: int) -> bool:
+def set_band(layer: QgsRasterLayer, band: int, project: QgsProject | None = None) -> bool:
     renderer = layer.renderer()
     if not isinstance(renderer, QgsSingleBandPseudoColorRenderer) or renderer.band() == band:
         return False
     renderer.setBand(band)
+    label_shown_date(layer, project)
     layer.triggerRepaint()
     layer.legendChanged.emit()  # the layer panel names the band's date; keep it current
     return True
+
+
+def label_shown_date(layer: QgsRasterLayer, project: QgsProject | None = None) -> None:
+    """The legend's first line says "Date shown: 2025-06-23", not GDAL's "Band 61: 2025-06-23".
+
+    A legend label of the layer's tree node, QGIS's own way to rename a legend entry: the project
+    file and the report's legend keep it."""
+    from qgis.core import QgsMapLayerLegendUtils
+
+    renderer = layer.renderer()
+    node = (project or QgsProject.instance()).layerTreeRoot().findLayer(layer.id())
+    dates = band_dates(layer)
+    if node is None or not isinstance(renderer, QgsSingleBandPseudoColorRenderer) \
+            or not 0 < renderer.band() <= len(dates):
+        return
+    QgsMapLayerLegendUtils.setLegendNodeUserLabel(node, 0, f"Date shown: {dates[renderer.band() - 1]}")
 
 
 def _range_dates(rng) -> tuple:
@@ -430,7 +447,7 @@ class TemporalBandSwitcher(QObject):
             if isinstance(layer, QgsRasterLayer):
                 dates = band_dates(layer)
                 default = int(layer.customProperty(DEFAULT_BAND_KEY) or len(dates))
-                set_band(layer, band_for_range(dates, begin, end, default))
+                set_band(layer, band_for_range(dates, begin, end, default), self.project)
             elif isinstance(layer, QgsVectorLayer) and layer.customProperty(FIELDS_KEY):
                 fields = str(layer.customProperty(FIELDS_KEY)).split(",")
                 stored = str(layer.customProperty(BAND_DATES_KEY))
@@ -845,6 +862,8 @@ def add_result_layers(out_dir: str, group_name: str | None = None, project: QgsP
             return
         project.addMapLayer(layer, False)
         node = parent.addLayer(layer)
+        if isinstance(layer, QgsRasterLayer):
+            label_shown_date(layer, project)
         if key not in shown:
             node.setItemVisibilityChecked(False)
             node.setExpanded(False)

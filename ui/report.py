@@ -266,6 +266,7 @@ def report_layer(project, result_layers: dict, band: int, when: str, key: str = 
     project.addMapLayer(copy, False)
     group = result_layers.get("group")
     node = (group if group is not None else project.layerTreeRoot()).addLayer(copy)
+    layers.label_shown_date(copy, project)
     node.setItemVisibilityChecked(False)
     node.setExpanded(False)
     return copy
