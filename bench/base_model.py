@@ -4,10 +4,12 @@
 
 Synthetic rows, scored at the cells against the noise-free truth, from one origin a year before each
 region's end: the base model zero-shot, fine-tuned, trained from scratch, fine-tuned without priors,
-the calibrated mapping alone (no network), persistence and the time-function fit. The regions are
+the calibrated mapping alone (no network), persistence, the time-function fit, and the network's own
+cells zero-shot and fine-tuned (`*_network`: forecast_area's median, before the mapping). The regions are
 seeds at or above engine.corpus.HELD_OUT_SEED, half of them of the configuration pretraining never
 saw. Real rows: `python -m engine backtest` on each file with every --model choice, at the points.
 Every row shares the split, the budget and the scoring. Tables go to OUT/base_model.md and .json.
+`--base OUT/base.safetensors` scores a new pretraining's model before it is shipped.
 """
 from __future__ import annotations
 
@@ -33,12 +35,16 @@ from engine.params import RunConfig  # noqa: E402
 from engine.points import PointSeries  # noqa: E402
 from engine.prepare import Scene  # noqa: E402
 from engine.priors import build_priors  # noqa: E402
-from engine.run import base_model_path, forecast_scene  # noqa: E402
-from engine.windows import forecast_dates, split_anchors  # noqa: E402
+import engine.run  # noqa: E402
+from engine.run import forecast_scene  # noqa: E402
+from engine.sample import forecast_area  # noqa: E402
+from engine.windows import forecast_dates, make_area, split_anchors  # noqa: E402
 
 HORIZON_DAYS = 365
 ROWS = ("zero_shot", "fine_tuned", "scratch", "fine_tuned_no_priors", "mapping_alone", "persistence",
-        "timefn")
+        "timefn", "zero_shot_network", "fine_tuned_network")
+# the network's own cells, before the calibrated mapping: the median of forecast_area at each cell
+NETWORK_ROWS = {"zero_shot_network": "zero_shot", "fine_tuned_network": "fine_tuned"}
 MODEL_OF_ROW = {"zero_shot": "zero-shot", "fine_tuned": "base", "scratch": "scratch",
                 "fine_tuned_no_priors": "base"}
 
@@ -68,17 +74,22 @@ def score_region(region, steps: int, seed: int) -> dict:
     truth = region.truth_mm[anchor:, rows, cols]  # [H, N]
     dates_fc = forecast_dates(region.cube.dates, anchor, steps)
     lead = [min(max(round(h / STEP_DAYS) - 1, 0), steps - 1) for h in BACKTEST_HORIZONS_DAYS]
-    out, seconds = {}, {}
+    out, seconds, trained = {}, {}, {}
     for row in ROWS:
         t0 = time.perf_counter()
         quantiles = None
-        if row in MODEL_OF_ROW:
+        if row in NETWORK_ROWS:
+            model = trained[NETWORK_ROWS[row]]
+            increments, level = forecast_area(model, make_area(scene.cube, scene.priors, model.model.config))
+            quantiles = (level[None, None] + increments)[:, :steps, rows, cols]
+        elif row in MODEL_OF_ROW:
             sc = scene
             if row == "fine_tuned_no_priors":
                 sc = replace(scene, priors=build_priors(scene.cube.grid))
             config = RunConfig(points="", out_dir="", model=MODEL_OF_ROW[row], seed=seed)
             fc = forecast_scene(sc, config, steps * STEP_DAYS, log=lambda *_: None)
             quantiles = fc.points_mm  # [3, H, N]
+            trained[row] = fc.trained
         elif row == "mapping_alone":
             zeros = np.zeros((3, steps) + scene.cube.displacement_mm.shape[1:], np.float32)
             _, _, cut = split_anchors(anchor, steps)  # the validation period the networks calibrate on
@@ -185,11 +196,15 @@ def main(argv=None) -> int:
                         help="the model choices to backtest on the real files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench/out/base")
+    parser.add_argument("--base", help="score this base.safetensors (a pretraining's output) instead of the "
+                        "shipped base model")
     args = parser.parse_args(argv)
-    if not base_model_path().is_file():
-        print(f"error: {base_model_path()} is missing", file=sys.stderr)
+    if args.base:  # every row that starts from the base model starts from this one
+        engine.run.base_model_path = lambda: Path(args.base).resolve()
+    if not engine.run.base_model_path().is_file():
+        print(f"error: {engine.run.base_model_path()} is missing", file=sys.stderr)
         return 2
-    result = {"checkpoint": str(base_model_path())}
+    result = {"checkpoint": str(engine.run.base_model_path())}
     if args.regions:
         result["synthetic"] = synthetic(args.regions, args.seed, log=lambda m: print(m, flush=True))
     if args.real:
