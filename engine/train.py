@@ -131,6 +131,13 @@ def _fit_on(
     ]
 
     best, best_state, bad, history = math.inf, None, 0, []
+    start_val_loss = None
+    if init_state is not None:  # fine-tuning must beat the weights it starts from, or they are kept
+        start_val_loss = evaluate(model, val_batches, config, device)
+        if math.isfinite(start_val_loss):
+            best = start_val_loss
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_epoch = 0
     for epoch in range(options.epochs):
         model.train()
         train_loss = 0.0
@@ -163,7 +170,7 @@ def _fit_on(
             }
         )
         if val_loss < best - 1e-4:
-            best, bad = val_loss, 0
+            best, bad, best_epoch = val_loss, 0, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
@@ -177,6 +184,8 @@ def _fit_on(
     log_info = {
         "epochs_run": len(history),
         "best_val_loss": best,
+        "best_epoch": best_epoch,  # 0: no pass beat the starting weights, which were kept
+        "start_val_loss": start_val_loss,
         "history": history,
         "n_tiles": len(tiles),
         "n_validation_tiles": len(val_tiles),

@@ -152,3 +152,30 @@ def test_zero_shot_beats_persistence_on_a_held_out_region_against_its_truth():
         held = np.broadcast_to(persistence, truth.shape)
         errors["persistence"].append(np.sqrt(np.mean((held - truth)[seen] ** 2)))
     assert np.mean(errors["zero_shot"]) < np.mean(errors["persistence"]), errors
+
+
+def test_fine_tuning_that_does_not_beat_the_base_model_on_validation_keeps_it():
+    """Early stopping starts from the base model's own validation loss: passes that only make it
+    worse (here a learning rate far too high) leave the base model's weights as they were."""
+    import torch
+
+    from engine.checkpoint import load_checkpoint
+    from engine.params import TrainOptions
+    from engine.train import fit
+    from engine.windows import make_area
+
+    base, _ = load_checkpoint(base_model_path())
+    region = make_region(HELD_OUT_SEED + 1, HELD_OUT_CONFIG)
+    area = make_area(region.cube, region.priors, base.config)
+    start = {k: v.clone() for k, v in base.state_dict().items()}
+    wrecking = TrainOptions(epochs=2, steps_per_epoch=2, batch_tiles=4, learning_rate=5.0,
+                            validation_tiles=8, device="cpu")
+    trained = fit(area, base.config, wrecking, log=lambda *_: None, init_state=start)
+    assert trained.log["best_epoch"] == 0
+    assert trained.log["best_val_loss"] == trained.log["start_val_loss"]
+    assert all(torch.equal(v, start[k]) for k, v in trained.model.state_dict().items())
+
+    gentle = TrainOptions(epochs=1, steps_per_epoch=2, batch_tiles=4, learning_rate=1e-9,
+                          validation_tiles=8, device="cpu")
+    kept = fit(area, base.config, gentle, log=lambda *_: None, init_state=start)
+    assert kept.log["start_val_loss"] == trained.log["start_val_loss"]  # the same start, the same score
