@@ -190,7 +190,8 @@ def main(argv=None) -> int:
     parser.add_argument("--points", type=int, nargs="*", default=[11_590, 47_036])
     parser.add_argument("--l3-cells", type=int, nargs="*", default=[],
                         help="also generate full L3 tiles of these many cells (1000000: 1000 x 1000)")
-    parser.add_argument("--l3-source", type=Path, default=L3_TILE, help="the real L3 tile whose series are drawn")
+    parser.add_argument("--l3-source", type=Path, default=L3_TILE,
+                        help="the real L3 tile whose series are drawn")
     parser.add_argument("--plot", type=Path, default=None,
                         help="PNG of wall time against points, with the straight line fitted beyond 200k")
     parser.add_argument("--work", type=Path, default=None, help="folder for inputs and results")
@@ -229,11 +230,13 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"options: {' '.join(options)}; {os.cpu_count()} cores")
-    print(f"| input | points | input CSV | wall | read+grid | train | write, start | peak RSS | output folder | {SERIES} |")
+    print("| input | points | input CSV | wall | read+grid | train | write, start | peak RSS | output folder "
+          f"| {SERIES} |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         t = r["timings_s"]
-        print(f"| {r['input']} | {r['n_points']:,} | {r['input_bytes'] / 1e6:,.0f} MB | {duration(r['wall_s'])} "
+        print(f"| {r['input']} | {r['n_points']:,} | {r['input_bytes'] / 1e6:,.0f} MB "
+              f"| {duration(r['wall_s'])} "
               f"| {t.get('prepare_s', float('nan')):.0f} s | {r['training_s'] or 0:.0f} s "
               f"| {r['wall_s'] - t.get('prepare_s', 0) - t.get('train_and_forecast_s', 0):.0f} s "
               f"| {r['peak_rss_bytes'] / 1e9:.2f} GB | {r['out_bytes'] / 1e6:,.0f} MB "

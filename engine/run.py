@@ -112,7 +112,8 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     progress.progress(trained_at + 0.05, "forecasting")
     anchor = len(area.dates)
     dates = forecast_dates(area.dates, anchor, horizon_steps)
-    cells, cells_level = forecast_area(trained, area, progress=scaled(progress, trained_at + 0.05, 1.0 - late))
+    cells, cells_level = forecast_area(trained, area,
+                                       progress=scaled(progress, trained_at + 0.05, 1.0 - late))
     points_q, points_level = point_forecast(scene, anchor, dates, cells, shares, factor,
                                             progress=scaled(progress, 1.0 - late, 1.0 - late / 3))
     cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor,

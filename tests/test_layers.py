@@ -336,10 +336,12 @@ def test_points_follow_the_timeline(result_dir, qgis_new_project):
     (result_dir / "groundcast.json").unlink()
     write_manifest(result_dir)
     fixed = layers.add_result_layers(str(result_dir), "t2", QgsProject.instance())["points"]
-    assert "(fixed; the change map follows the timeline)" in fixed.name() and DATES[-1].isoformat() in fixed.name()
+    assert "(fixed; the change map follows the timeline)" in fixed.name()
+    assert DATES[-1].isoformat() in fixed.name()
 
 
-def test_a_large_result_builds_its_point_timeline_in_the_background(result_dir, qgis_new_project, monkeypatch):
+def test_a_large_result_builds_its_point_timeline_in_the_background(result_dir, qgis_new_project,
+                                                                     monkeypatch):
     """Above INLINE_TIMELINE_POINTS the interface thread never builds the per-date layer: the
     points come fixed at the horizon until the task (build_point_timeline) has written it."""
     monkeypatch.setattr(layers, "INLINE_TIMELINE_POINTS", 2)  # the result has 4 points

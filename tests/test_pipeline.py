@@ -9,7 +9,8 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.calibrate import PointModel, calibrate_points, exceedance_probability, fit_shares, interval_scale, widen
+from engine.calibrate import (PointModel, calibrate_points, exceedance_probability, fit_shares,
+                              interval_scale, widen)
 from engine.params import RunConfig
 from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
