@@ -136,7 +136,7 @@ def _fit_on(
         start_val_loss = evaluate(model, val_batches, config, device)
         if math.isfinite(start_val_loss):
             best = start_val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = _snapshot(model)
     best_epoch = 0
     for epoch in range(options.epochs):
         model.train()
@@ -171,7 +171,7 @@ def _fit_on(
         )
         if val_loss < best - 1e-4:
             best, bad, best_epoch = val_loss, 0, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = _snapshot(model)
         else:
             bad += 1
             if bad >= options.patience:
@@ -195,6 +195,11 @@ def _fit_on(
         "options": asdict(options),
     }
     return TrainedModel(model, scale_mm, device, int(cut), log_info)
+
+
+def _snapshot(model: MMSTT) -> dict:
+    """A copy of the weights as they are now, for early stopping to return to."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
