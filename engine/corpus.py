@@ -60,7 +60,7 @@ class Region:
 
     cube: Cube  # observed, cumulative since the first epoch, NaN where no point or epoch
     priors: Priors
-    truth_mm: np.ndarray  # [T, H, W] noise-free, same reference, NaN outside the region
+    truth_mm: np.ndarray  # [T, H, W] noise-free, in the observations' reference; NaN outside the region
     product: str  # "L2b", "L3-U" or "L3-E"
     config: str
     seed: int
@@ -272,8 +272,10 @@ def make_region(seed: int, config: str | None = None) -> Region:
     first = observed[np.argmax(seen, axis=0), np.arange(H)[:, None], np.arange(W)[None]]
     reference = np.where(seen.any(0), first, 0.0)  # EGMS: cumulative since each point's first epoch
     observed = (observed - reference).astype(np.float32)
-    truth_first = truth[np.argmax(seen, axis=0), np.arange(H)[:, None], np.arange(W)[None]]
-    truth = np.where(points[None] > 0, truth - truth_first, np.nan).astype(np.float32)
+    # the truth in the product's own reference: the noise of each point's first epoch shifts every
+    # later value alike, so it belongs to what the product would show without noise; scored against
+    # truth minus the noise-free first epoch, every forecaster would carry that unknowable offset
+    truth = np.where(points[None] > 0, truth - reference, np.nan).astype(np.float32)
 
     grid = Grid(crs=EGMS_CRS, x_min=4_000_000.0, y_max=2_500_000.0 + H * cell_m, cell_size_m=cell_m,
                 width=W, height=H)
