@@ -136,6 +136,7 @@ def robust_noise(series: np.ndarray) -> np.ndarray:
 MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
 POINT_CHUNK = 10_000  # points per step of the point forecast
 CALIBRATION_POINTS = 50_000  # the point shares are fitted on an even sample of at most this many points
+CALIBRATION_ORIGINS = 4  # forecast origins in the validation period the shares and bands are fitted on
 
 
 def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,32 +187,61 @@ def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
     return out, level
 
 
-def calibrate_points(scene: Scene, cut: int, cal_cells: np.ndarray, horizon_steps: int, on_cells=False,
-                     progress=None):
+def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=False, progress=None):
     """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
-    the validation period that no training target reached. `on_cells`: fit them for the grid
-    (PointModel.cells_at), scored against the cells' own values, instead of the points.
+    the validation period that no training target reached. `cut` may also be a list of origins in
+    that period and `cal_cells` the list of their forecasts (calibration_cases of each, pooled).
+    `on_cells`: fit them for the grid (PointModel.cells_at), scored against the cells' own values,
+    instead of the points.
     """
-    n_seen = min(len(scene.regular.dates) - cut, horizon_steps)
-    dates_cal = forecast_dates(scene.regular.dates, cut, n_seen)
+    if np.ndim(cut) == 0:
+        cut, cal_cells = [cut], [cal_cells]
+    n_steps = min(len(scene.regular.dates) - cut[0], horizon_steps)
+    cases = [calibration_cases(scene, origin, cells, n_steps, on_cells)
+             for origin, cells in zip(cut, cal_cells)]
+    return fit_calibration(cases, horizon_steps, progress)
+
+
+def calibration_cases(scene: Scene, origin: int, cal_cells: np.ndarray, n_steps: int, on_cells=False):
+    """(raw quantiles [3, n_steps, N], design [6, n_steps, N], truth [n_steps, N]) of the forecast
+    cal_cells [Q, H, rows, cols] made at epoch `origin`; NaN truth past the history's end."""
+    n_seen = min(len(scene.regular.dates) - origin, n_steps)
+    dates_cal = forecast_dates(scene.regular.dates, origin, n_seen)
     if on_cells:  # an even sample of the cells is plenty for a few shares per step
-        rows, cols = cells_with_data(scene, cut)
+        rows, cols = cells_with_data(scene, origin)
         pick = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAP_CHUNK_CELLS)).astype(int))
-        cal = PointModel.cells_at(scene, cut, dates_cal, rows[pick], cols[pick])
-        truth = scene.cube.displacement_mm[cut : cut + n_seen, cal.rows, cal.cols]
+        cal = PointModel.cells_at(scene, origin, dates_cal, rows[pick], cols[pick])
+        truth = scene.cube.displacement_mm[origin : origin + n_seen, cal.rows, cal.cols]
     else:  # an even sample of the points on a large area
         n = scene.regular.n_points
         pick = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_POINTS)).astype(int))
         pick = None if len(pick) == n else pick
-        cal = PointModel.at(scene, cut, dates_cal, pick)
+        cal = PointModel.at(scene, origin, dates_cal, pick)
         sample = slice(None) if pick is None else pick
-        truth = scene.regular.displacement_mm[sample, cut : cut + n_seen].T
+        truth = scene.regular.displacement_mm[sample, origin : origin + n_seen].T
     cells = cal_cells[:, :n_seen]
-    shares = fit_shares(cal.quantiles(cells), cal.design(cells), truth, progress)
-    factor = interval_scale(cal.quantiles(cells, shares), truth)
+    pad = ((0, 0), (0, n_steps - n_seen), (0, 0))
+    raw = np.pad(cal.quantiles(cells), pad, constant_values=np.nan)
+    design = np.pad(cal.design(cells), pad, constant_values=np.nan)
+    return raw, design, np.pad(truth, pad[1:], constant_values=np.nan)
+
+
+def fit_calibration(cases: list, horizon_steps: int, progress=None):
+    """Shares [6, H] and interval factors [H] fitted on calibration_cases of one or more origins."""
+    raw, design, truth = (np.concatenate(parts, axis=-1) for parts in zip(*cases))
+    shares = fit_shares(raw, design, truth, progress)
+    quantiles = raw + (shares[:, :, None] * np.nan_to_num(design)).sum(0)[None]  # PointModel.quantiles
+    factor = interval_scale(quantiles, truth)
     return extend(shares, horizon_steps), extend(factor, horizon_steps)
+
+
+def calibration_origins(cut: int, n_epochs: int, n_origins: int = CALIBRATION_ORIGINS) -> list[int]:
+    """Forecast origins evenly through the validation period [cut, n_epochs): one origin leaves the
+    short horizons to the noise of a few epochs (one atmosphere), more average it out."""
+    span = n_epochs - cut
+    return sorted({cut + (k * span) // n_origins for k in range(n_origins)} - {n_epochs})
 
 
 def linear_trend(dates: np.ndarray, series: np.ndarray, dates_fc: np.ndarray) -> np.ndarray:

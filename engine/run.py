@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .aoi import read_aoi
-from .calibrate import DEPARTURES, calibrate_points, calibrated_map, point_forecast
+from .calibrate import (DEPARTURES, calibrated_map, calibration_cases, calibration_origins, fit_calibration,
+                        point_forecast)
 from .checkpoint import load_checkpoint
 from .definitions import STEP_DAYS
 from .errors import InputError
@@ -103,10 +104,16 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     # calibration: forecast the validation period (unseen by the training targets), score at the points
     # and at the cells
     cut = trained.validation_index
-    cal_cells, _ = forecast_area(trained, area.until(cut))
-    shares, factor = calibrate_points(scene, cut, cal_cells, horizon_steps, progress=progress)
-    cell_shares, cell_factor = calibrate_points(scene, cut, cal_cells, horizon_steps, on_cells=True,
-                                                progress=progress)
+    n_steps = min(len(area.dates) - cut, horizon_steps)
+    point_cases, cell_cases = [], []
+    for origin in calibration_origins(cut, len(area.dates)):  # one forecast in memory at a time
+        check_cancel(progress)
+        cal_cells, _ = forecast_area(trained, area.until(origin))
+        point_cases.append(calibration_cases(scene, origin, cal_cells, n_steps))
+        cell_cases.append(calibration_cases(scene, origin, cal_cells, n_steps, on_cells=True))
+        del cal_cells
+    shares, factor = fit_calibration(point_cases, horizon_steps, progress)
+    cell_shares, cell_factor = fit_calibration(cell_cases, horizon_steps, progress)
 
     check_cancel(progress)
     progress.progress(trained_at + 0.05, "forecasting")

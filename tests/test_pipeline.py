@@ -9,8 +9,8 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.calibrate import (PointModel, calibrate_points, exceedance_probability, fit_shares,
-                              interval_scale, widen)
+from engine.calibrate import (PointModel, calibrate_points, calibration_origins, exceedance_probability,
+                              fit_calibration, fit_shares, interval_scale, widen)
 from engine.params import RunConfig
 from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
@@ -229,6 +229,42 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
     )
     ok = np.isfinite(truth) & np.isfinite(raw)
     assert np.sqrt(np.mean((fixed - truth)[ok] ** 2)) < 0.3 * np.sqrt(np.mean((raw - truth)[ok] ** 2))
+
+
+def test_calibration_origins_spread_through_the_validation_period():
+    assert calibration_origins(100, 161, 4) == [100, 115, 130, 145]
+    assert calibration_origins(100, 102, 4) == [100, 101]  # never past the history's last epoch
+    assert calibration_origins(100, 161, 1) == [100]
+
+
+def test_calibration_pools_origins_and_each_step_learns_only_from_origins_that_reach_it():
+    # origin A: the truth follows departure 0 at every step; origin B reaches only 2 steps, where
+    # the truth ignores it. Steps B reaches get a share between; steps beyond, A's alone.
+    rng = np.random.default_rng(4)
+    H, N = 20, 400
+    def case(share, reach):
+        x = rng.normal(0, 3, (6, H, N))
+        truth = share * x[0] + rng.normal(0, 0.1, (H, N))
+        truth[reach:] = np.nan
+        return np.zeros((3, H, N)), x, truth
+    shares, factor = fit_calibration([case(1.0, H), case(0.0, 2)], H)
+    assert shares.shape == (6, H) and factor.shape == (H,)
+    assert abs(shares[0, 15] - 1.0) < 0.05  # only A reaches step 15
+    assert 0.4 < shares[0, 0] < 0.85  # A and B pooled (steps 0-3 of A, 0-1 of B: about 2/3)
+    alone, _ = fit_calibration([case(1.0, H)], H)
+    assert abs(alone[0, 0] - 1.0) < 0.05
+
+
+def test_one_origin_or_a_list_of_one_calibrate_alike(demo_data_dir, tmp_path):
+    scene = prepare(demo_config(demo_data_dir, tmp_path, dem=None, geology=None, soil=None))
+    T, h, w = scene.cube.displacement_mm.shape
+    rng = np.random.default_rng(5)
+    cells = np.sort(rng.normal(0, 2, (3, 10, h, w)).astype(np.float32), axis=0)
+    one = calibrate_points(scene, T - 10, cells, 10)
+    listed = calibrate_points(scene, [T - 10], [cells], 10)
+    assert all(np.allclose(a, b) for a, b in zip(one, listed))
+    both = calibrate_points(scene, [T - 10, T - 5], [cells, cells], 10)
+    assert not np.allclose(one[0], both[0])  # the second origin's cases count
 
 
 def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, monkeypatch):
