@@ -115,9 +115,14 @@ class PointModel:
         """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [6, H]."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
         if shares is not None:
-            q = q + (shares[:, :, None] * self.design(cell_increments)).sum(0)[None]
+            q = with_shares(q, self.design(cell_increments), shares)
         q[:, :, ~self.inside] = np.nan
         return q
+
+
+def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Quantiles [Q, H, N] moved by shares [6, H] of the departures and pulls design [6, H, N]."""
+    return raw + (shares[:, :, None] * design).sum(0)[None]
 
 
 OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it
@@ -232,8 +237,7 @@ def fit_calibration(cases: list, horizon_steps: int, progress=None):
     """Shares [6, H] and interval factors [H] fitted on calibration_cases of one or more origins."""
     raw, design, truth = (np.concatenate(parts, axis=-1) for parts in zip(*cases))
     shares = fit_shares(raw, design, truth, progress)
-    quantiles = raw + (shares[:, :, None] * np.nan_to_num(design)).sum(0)[None]  # PointModel.quantiles
-    factor = interval_scale(quantiles, truth)
+    factor = interval_scale(with_shares(raw, np.nan_to_num(design), shares), truth)
     return extend(shares, horizon_steps), extend(factor, horizon_steps)
 
 
