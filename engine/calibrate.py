@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .baselines import origin_level, persistence, timefn_fit
+from .baselines import origin_level, timefn_fit
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
@@ -20,8 +20,9 @@ from .windows import forecast_dates, observed_cells
 Z90 = 1.6448536
 
 
-# the rows of PointModel.design, in order: three departures from the cell, then three pulls
-DEPARTURES = ("trend", "recent_rate", "last", "persistence", "own_timefn", "own_line")
+# the rows of PointModel.design, in order: four departures from the cell, then three pulls
+DEPARTURES = ("trend", "recent_rate", "last", "excursion", "persistence", "own_timefn", "own_line")
+EXCURSION_FADE_STEPS = 2.0  # the excursion departure fades as exp(-step / this): excursions revert
 
 
 @dataclass
@@ -32,7 +33,10 @@ class PointModel:
     A point's forecast is its own level plus its cell's forecast increment plus shares of six
     departures: its time-function trend minus the cell's, its last-year straight-line trend
     minus the cell's, its last value minus its level (short anomalies persist a little; an outlying
-    last epoch counts only up to OUTLIER_SIGMAS of its noise from its recent line), and
+    last epoch counts only up to OUTLIER_SIGMAS of its noise from its recent line), the excursion
+    (when the last two epochs both stand beyond that band on the same side, what the clip took
+    off the last one, fading over a few steps: a run of epochs is a real excursion, which the next
+    weeks follow and later ones mostly undo, where a lone epoch is an outlier), and
     the pull toward persistence, toward its own time-function fit and toward its own
     straight line over the whole history (on real EGMS series the seasonal terms, fitted on a
     few years, often extrapolate worse than the plain velocity a year out). The shares per horizon
@@ -45,7 +49,7 @@ class PointModel:
     """
 
     level: np.ndarray  # [N]
-    departures: np.ndarray  # [3, H, N], independent of the network
+    departures: np.ndarray  # [4, H, N], independent of the network
     trend_own: np.ndarray  # [H, N] the point's own time-function increment
     line_own: np.ndarray  # [H, N] the point's own straight-line increment, whole history
     rows: np.ndarray
@@ -92,27 +96,34 @@ class PointModel:
         # one outlying last epoch (an unwrapping error, a passing vehicle) must not drag the
         # forecast: further than OUTLIER_SIGMAS of the point's own noise from its recent straight
         # line it is clipped to that band (a steady fast mover stays on its line, unclipped)
-        expected = linear_trend(dates[recent], own[:, recent], dates[-1:])[0]
+        line = linear_trend(dates[recent], own[:, recent], dates[recent])  # [T, N] the recent line
         bound = OUTLIER_SIGMAS * robust_noise(own[:, recent])
-        last = persistence(own, np.isfinite(own))
-        last = np.where(np.isfinite(expected), np.clip(last, expected - bound, expected + bound), last)
-        departures = np.stack(
-            [trend_own - trend_cell, rate_own - rate_cell, np.broadcast_to(last - level, trend_own.shape)]
-        )
+        (last, previous), (expected, expected_previous) = last_two(own[:, recent], line.T)
+        clipped = np.where(np.isfinite(expected), np.clip(last, expected - bound, expected + bound), last)
+        beyond = np.sign(np.nan_to_num(last - clipped))
+        run = (beyond != 0) & (np.abs(previous - expected_previous) > bound)
+        run &= np.sign(previous - expected_previous) == beyond
+        fade = np.exp(-np.arange(len(dates_fc)) / EXCURSION_FADE_STEPS)[:, None]
+        departures = np.stack([
+            trend_own - trend_cell,
+            rate_own - rate_cell,
+            np.broadcast_to(clipped - level, trend_own.shape),
+            fade * np.where(run, last - clipped, 0.0)[None],
+        ])
         return cls(
             level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), rows, cols,
             inside,
         )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
-        """[6, H, N] departures, given the cells' quantile increments [Q, H, rows, cols]."""
+        """[7, H, N] departures and pulls, given the cells' quantile increments [Q, H, rows, cols]."""
         median = cell_increments[len(cell_increments) // 2][:, self.rows, self.cols]
         median = np.nan_to_num(median)
         pulls = np.stack([-median, self.trend_own - median, self.line_own - median])
         return np.concatenate([self.departures, pulls])
 
     def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
-        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [6, H]."""
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [7, H]."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
         if shares is not None:
             q = with_shares(q, self.design(cell_increments), shares)
@@ -121,11 +132,28 @@ class PointModel:
 
 
 def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """Quantiles [Q, H, N] moved by shares [6, H] of the departures and pulls design [6, H, N]."""
+    """Quantiles [Q, H, N] moved by shares [7, H] of the departures and pulls design [7, H, N]."""
     return raw + (shares[:, :, None] * design).sum(0)[None]
 
 
 OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it
+
+
+def last_two(series: np.ndarray, *aligned: np.ndarray) -> list:
+    """For series [N, T]: ([N] each row's last finite value, [N] the one before it), and the
+    values of each array in `aligned` [N, T] at those two epochs; NaN where a row has fewer."""
+    valid = np.isfinite(series)
+    from_end = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
+    picked = []
+    for values in (series,) + aligned:
+        pair = []
+        for k in (1, 2):
+            rows, cols = np.nonzero(valid & (from_end == k))
+            out = np.full(len(series), np.nan, np.float64)
+            out[rows] = values[rows, cols]
+            pair.append(out)
+        picked.append(pair)
+    return picked
 
 
 def robust_noise(series: np.ndarray) -> np.ndarray:
@@ -193,7 +221,7 @@ def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
 
 
 def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=False, progress=None):
-    """Shares [6, H] and interval factors [H], fitted where the network forecast the validation period.
+    """Shares [7, H] and interval factors [H], fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
     the validation period that no training target reached. `cut` may also be a list of origins in
@@ -210,7 +238,7 @@ def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=
 
 
 def calibration_cases(scene: Scene, origin: int, cal_cells: np.ndarray, n_steps: int, on_cells=False):
-    """(raw quantiles [3, n_steps, N], design [6, n_steps, N], truth [n_steps, N]) of the forecast
+    """(raw quantiles [3, n_steps, N], design [7, n_steps, N], truth [n_steps, N]) of the forecast
     cal_cells [Q, H, rows, cols] made at epoch `origin`; NaN truth past the history's end."""
     n_seen = min(len(scene.regular.dates) - origin, n_steps)
     dates_cal = forecast_dates(scene.regular.dates, origin, n_seen)
@@ -234,7 +262,7 @@ def calibration_cases(scene: Scene, origin: int, cal_cells: np.ndarray, n_steps:
 
 
 def fit_calibration(cases: list, horizon_steps: int, progress=None):
-    """Shares [6, H] and interval factors [H] fitted on calibration_cases of one or more origins."""
+    """Shares [7, H] and interval factors [H] fitted on calibration_cases of one or more origins."""
     raw, design, truth = (np.concatenate(parts, axis=-1) for parts in zip(*cases))
     shares = fit_shares(raw, design, truth, progress)
     factor = interval_scale(with_shares(raw, np.nan_to_num(design), shares), truth)

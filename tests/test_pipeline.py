@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.calibrate import (PointModel, calibrate_points, calibration_origins, exceedance_probability,
+from engine.calibrate import (DEPARTURES, PointModel, calibrate_points, calibration_origins, exceedance_probability,
                               fit_calibration, fit_shares, interval_scale, widen)
 from engine.params import RunConfig
 from engine.prepare import prepare
@@ -216,7 +216,7 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
     rng = np.random.default_rng(0)
     noise = np.sort(rng.normal(0, 30, (3, H, h, w)).astype(np.float32), axis=0)
     shares, factor = calibrate_points(scene, cut, noise, H, on_cells=on_cells)
-    pulls = shares[3:]  # toward persistence, own time function, own straight line
+    pulls = shares[DEPARTURES.index("persistence"):]  # toward persistence, own time function, own line
     assert np.allclose(pulls.sum(0), 1.0, atol=0.1)  # the network's increment is cancelled
     dates = scene.regular.dates[cut:]
     model = (PointModel.cells_at if on_cells else PointModel.at)(scene, cut, dates)
@@ -275,7 +275,7 @@ def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, mo
     H = 5
     rng = np.random.default_rng(1)
     cells = np.sort(rng.normal(0, 5, (3, H, h, w)).astype(np.float32), axis=0)
-    shares, factor = rng.uniform(0, 1, (6, H)), np.full(H, 1.3)
+    shares, factor = rng.uniform(0, 1, (len(DEPARTURES), H)), np.full(H, 1.3)
     dates = scene.regular.dates[-1] + np.arange(1, H + 1) * np.timedelta64(6, "D")
     whole = calibrate.calibrated_map(scene, T, dates, cells, shares, factor)
     monkeypatch.setattr(calibrate, "MAP_CHUNK_CELLS", 37)
@@ -340,3 +340,23 @@ def test_an_outlying_last_epoch_does_not_drag_the_point_but_a_steady_trend_is_ke
     # the fast mover's last value sits on its line, two 6-day steps below the 5-epoch mean: kept
     expected = own[2, -1] - own[2, -5:].mean()
     assert last_departure[2] == pytest.approx(expected, abs=1e-4)
+    assert not model.departures[3].any(), "a lone outlier or a steady trend is no excursion"
+
+
+def test_a_run_of_epochs_beyond_the_band_is_an_excursion_that_fades():
+    """The last three epochs of a point stand 15 mm above its line (a real excursion, not one bad
+    epoch): what the clip takes off the last one is offered as the excursion departure, fading."""
+    rng = np.random.default_rng(1)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(300)
+    years = (dates - dates[0]).astype(float) / 365.25
+    own = -6.0 * years[None] + rng.normal(0, 1.0, (2, len(dates)))
+    own[0, -3:] += 15.0
+    own[1, -1] += 15.0  # the same jump in the last epoch alone
+    dates_fc = dates[-1] + 6 * np.arange(1, 31)
+    index = np.arange(2)
+    model = PointModel.of_series(own, own.copy(), dates, dates_fc, index, index, np.ones(2, bool))
+    excursion = model.departures[3]
+    assert model.departures[2, 0, 0] < 5.0  # the last value itself is still clipped to the band
+    assert excursion[0, 0] > 5.0, "a run of three epochs 15 mm off must be offered"
+    assert np.all(np.diff(excursion[:, 0]) < 0) and excursion[-1, 0] < 0.01 * excursion[0, 0]
+    assert not excursion[:, 1].any(), "one outlying epoch stays an outlier"
