@@ -6,7 +6,9 @@ For every point of a forecast folder: its velocity over the whole history and th
 standard error (straight-line fit). A trend is significant when |velocity| > 3 standard errors.
 Counted: significant trends whose forecast change over `--days` has the opposite sign, and
 forecasts that start from an outlying last epoch (the forecast's first step nearer the last value
-than the recent level when the last value is > 4 robust sigmas off that level). Drawn: the 20
+than the recent level when the last value is > 4 robust sigmas off that level), apart for a lone
+outlier and for a run (the last two acquisitions beyond the band around the level of the five
+before them, on one side). Drawn: the 20
 fastest-moving points and 20 random ones, with history, forecast and band.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from engine.baselines import origin_level  # noqa: E402
+from engine.calibrate import last_finite  # noqa: E402
 from engine.definitions import ATTRIBUTION  # noqa: E402
 from engine.results import ForecastRun  # noqa: E402
 
@@ -42,6 +45,12 @@ def line_fit(days: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return velocity, np.sqrt(sigma2 / np.maximum(sxx, 1e-12))
 
 
+def last_finite_mask(values: np.ndarray, n: int) -> np.ndarray:
+    """[N, T] True at each row's last n finite values."""
+    ok = np.isfinite(values)
+    return ok & (np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] <= n)
+
+
 def judge(run: ForecastRun, days: int) -> dict:
     dates_obs, dates_fc = run.series_dates
     obs = run.series_values("obs_mm")
@@ -56,10 +65,16 @@ def judge(run: ForecastRun, days: int) -> dict:
     # season the data show outweighs the trend over these days (a December origin, a June end)
     seasonal = run.series_values("timefn_mm")[:, step] - level
     seasonal_reversal = reversed_ & (np.sign(seasonal) == -np.sign(velocity)) & (np.abs(seasonal) > 0.5)
-    last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in obs])
+    (previous, last), = last_finite(obs, 2)[0].T[None]
     recent = obs[:, -30:]
     spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
-    outlier = np.abs(last - level) > 4 * np.maximum(spread, 0.5)
+    band = 4 * np.maximum(spread, 0.5)
+    outlier = np.abs(last - level) > band
+    # the acquisition before also stands beyond the band around the level of the five before the
+    # two, on the same side: an excursion of two acquisitions, not one bad epoch
+    before = origin_level(np.where(last_finite_mask(obs, 2), np.nan, obs), axis=1)
+    run_ = outlier & (np.abs(previous - before) > band) & (np.abs(last - before) > band)
+    run_ &= np.sign(previous - before) == np.sign(last - before)
     led = outlier & (np.abs(q50[:, 0] - last) < np.abs(q50[:, 0] - level))
     return {"points": int(len(obs)), "significant_trends": int(significant.sum()),
             "reversed_at_days": int(reversed_.sum()), "days": days,
@@ -67,6 +82,10 @@ def judge(run: ForecastRun, days: int) -> dict:
             "reversed_against_trend_and_season": int((reversed_ & ~seasonal_reversal).sum()),
             "reversed_with_speed_over_3_mm_yr": int((reversed_ & (np.abs(velocity) > 3)).sum()),
             "outlying_last_epochs": int(outlier.sum()), "forecasts_starting_at_the_outlier": int(led.sum()),
+            "outlying_alone": int((outlier & ~run_).sum()),
+            "forecasts_starting_at_a_lone_outlier": int((led & ~run_).sum()),
+            "outlying_in_a_run_of_two_acquisitions": int(run_.sum()),
+            "forecasts_starting_at_a_run": int((led & run_).sum()),
             "velocity": velocity, "reversed": reversed_}
 
 

@@ -34,7 +34,7 @@ class PointModel:
     departures: its time-function trend minus the cell's, its last-year straight-line trend
     minus the cell's, its last value minus its level (short anomalies persist a little; an outlying
     last epoch counts only up to OUTLIER_SIGMAS of its noise from its recent line), the excursion
-    (when the last two epochs both stand beyond that band on the same side, what the clip took
+    (when the last RUN_EPOCHS epochs all stand beyond that band on the same side, what the clip took
     off the last one, fading over a few steps: a run of epochs is a real excursion, which the next
     weeks follow and later ones mostly undo, where a lone epoch is an outlier), and
     the pull toward persistence, toward its own time-function fit and toward its own
@@ -98,11 +98,12 @@ class PointModel:
         # line it is clipped to that band (a steady fast mover stays on its line, unclipped)
         line = linear_trend(dates[recent], own[:, recent], dates[recent])  # [T, N] the recent line
         bound = OUTLIER_SIGMAS * robust_noise(own[:, recent])
-        (last, previous), (expected, expected_previous) = last_two(own[:, recent], line.T)
-        clipped = np.where(np.isfinite(expected), np.clip(last, expected - bound, expected + bound), last)
-        beyond = np.sign(np.nan_to_num(last - clipped))
-        run = (beyond != 0) & (np.abs(previous - expected_previous) > bound)
-        run &= np.sign(previous - expected_previous) == beyond
+        values, expected = last_finite(own[:, recent], RUN_EPOCHS, line.T)
+        last, expected_last = values[:, -1], expected[:, -1]
+        low, high = expected_last - bound, expected_last + bound
+        clipped = np.where(np.isfinite(expected_last), np.clip(last, low, high), last)
+        off = np.nan_to_num((values - expected) / bound[:, None])
+        run = (off > 1).all(1) | (off < -1).all(1)
         fade = np.exp(-np.arange(len(dates_fc)) / EXCURSION_FADE_STEPS)[:, None]
         departures = np.stack([
             trend_own - trend_cell,
@@ -137,22 +138,23 @@ def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.n
 
 
 OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it
+# an excursion is this many last epochs beyond the band: on the 6-day axis of 12-day acquisitions
+# one outlying acquisition drags the interpolated epoch before it too, so two are not enough
+RUN_EPOCHS = 3
 
 
-def last_two(series: np.ndarray, *aligned: np.ndarray) -> list:
-    """For series [N, T]: ([N] each row's last finite value, [N] the one before it), and the
-    values of each array in `aligned` [N, T] at those two epochs; NaN where a row has fewer."""
+def last_finite(series: np.ndarray, n: int, *aligned: np.ndarray) -> list:
+    """For series [N, T]: [N, n] each row's last n finite values, oldest first, and the values of each
+    array in `aligned` [N, T] at those epochs; NaN where a row has fewer."""
     valid = np.isfinite(series)
     from_end = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
+    rows, cols = np.nonzero(valid & (from_end <= n))
+    slot = n - from_end[rows, cols]
     picked = []
     for values in (series,) + aligned:
-        pair = []
-        for k in (1, 2):
-            rows, cols = np.nonzero(valid & (from_end == k))
-            out = np.full(len(series), np.nan, np.float64)
-            out[rows] = values[rows, cols]
-            pair.append(out)
-        picked.append(pair)
+        out = np.full((len(series), n), np.nan, np.float64)
+        out[rows, slot] = values[rows, cols]
+        picked.append(out)
     return picked
 
 

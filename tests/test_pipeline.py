@@ -9,8 +9,8 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.calibrate import (DEPARTURES, PointModel, calibrate_points, calibration_origins, exceedance_probability,
-                              fit_calibration, fit_shares, interval_scale, widen)
+from engine.calibrate import (DEPARTURES, PointModel, calibrate_points, calibration_origins,
+                              exceedance_probability, fit_calibration, fit_shares, interval_scale, widen)
 from engine.params import RunConfig
 from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
@@ -345,13 +345,16 @@ def test_an_outlying_last_epoch_does_not_drag_the_point_but_a_steady_trend_is_ke
 
 def test_a_run_of_epochs_beyond_the_band_is_an_excursion_that_fades():
     """The last three epochs of a point stand 15 mm above its line (a real excursion, not one bad
-    epoch): what the clip takes off the last one is offered as the excursion departure, fading."""
+    acquisition): what the clip takes off the last one is offered as the excursion departure, fading."""
     rng = np.random.default_rng(1)
     dates = np.datetime64("2020-01-03") + 6 * np.arange(300)
     years = (dates - dates[0]).astype(float) / 365.25
     own = -6.0 * years[None] + rng.normal(0, 1.0, (2, len(dates)))
     own[0, -3:] += 15.0
-    own[1, -1] += 15.0  # the same jump in the last epoch alone
+    # the same jump in the last acquisition alone, 12 days after the one before: the 6-day epoch
+    # between them is interpolated and stands halfway, beyond the band too
+    own[1, -1] += 15.0
+    own[1, -2] += 7.5
     dates_fc = dates[-1] + 6 * np.arange(1, 31)
     index = np.arange(2)
     model = PointModel.of_series(own, own.copy(), dates, dates_fc, index, index, np.ones(2, bool))
@@ -359,4 +362,4 @@ def test_a_run_of_epochs_beyond_the_band_is_an_excursion_that_fades():
     assert model.departures[2, 0, 0] < 5.0  # the last value itself is still clipped to the band
     assert excursion[0, 0] > 5.0, "a run of three epochs 15 mm off must be offered"
     assert np.all(np.diff(excursion[:, 0]) < 0) and excursion[-1, 0] < 0.01 * excursion[0, 0]
-    assert not excursion[:, 1].any(), "one outlying epoch stays an outlier"
+    assert not excursion[:, 1].any(), "one outlying acquisition stays an outlier"
