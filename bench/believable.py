@@ -51,6 +51,25 @@ def last_finite_mask(values: np.ndarray, n: int) -> np.ndarray:
     return ok & (np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] <= n)
 
 
+def outlier_starts(obs: np.ndarray, first_step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of obs [N, T] (NaN missing) and its forecast's first step [N]: whether the last value
+    is an outlier (> 4 robust sigmas off the recent level), whether it ends a run of two acquisitions,
+    and whether the forecast starts nearer it than the level."""
+    level = origin_level(obs, axis=1)
+    (previous, last), = last_finite(obs, 2)[0].T[None]
+    recent = obs[:, -30:]
+    spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
+    band = 4 * np.maximum(spread, 0.5)
+    outlier = np.abs(last - level) > band
+    # the acquisition before also stands beyond the band around the level of the five before the
+    # two, on the same side: an excursion of two acquisitions, not one bad epoch
+    before = origin_level(np.where(last_finite_mask(obs, 2), np.nan, obs), axis=1)
+    run_ = outlier & (np.abs(previous - before) > band) & (np.abs(last - before) > band)
+    run_ &= np.sign(previous - before) == np.sign(last - before)
+    led = outlier & (np.abs(first_step - last) < np.abs(first_step - level))
+    return outlier, run_, led
+
+
 def judge(run: ForecastRun, days: int) -> dict:
     dates_obs, dates_fc = run.series_dates
     obs = run.series_values("obs_mm")
@@ -65,17 +84,7 @@ def judge(run: ForecastRun, days: int) -> dict:
     # season the data show outweighs the trend over these days (a December origin, a June end)
     seasonal = run.series_values("timefn_mm")[:, step] - level
     seasonal_reversal = reversed_ & (np.sign(seasonal) == -np.sign(velocity)) & (np.abs(seasonal) > 0.5)
-    (previous, last), = last_finite(obs, 2)[0].T[None]
-    recent = obs[:, -30:]
-    spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
-    band = 4 * np.maximum(spread, 0.5)
-    outlier = np.abs(last - level) > band
-    # the acquisition before also stands beyond the band around the level of the five before the
-    # two, on the same side: an excursion of two acquisitions, not one bad epoch
-    before = origin_level(np.where(last_finite_mask(obs, 2), np.nan, obs), axis=1)
-    run_ = outlier & (np.abs(previous - before) > band) & (np.abs(last - before) > band)
-    run_ &= np.sign(previous - before) == np.sign(last - before)
-    led = outlier & (np.abs(q50[:, 0] - last) < np.abs(q50[:, 0] - level))
+    outlier, run_, led = outlier_starts(obs, q50[:, 0])
     return {"points": int(len(obs)), "significant_trends": int(significant.sum()),
             "reversed_at_days": int(reversed_.sum()), "days": days,
             "reversed_as_the_points_own_season_does": int(seasonal_reversal.sum()),

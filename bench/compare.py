@@ -37,7 +37,7 @@ from engine.baselines import persistence, timefn_fit  # noqa: E402
 from engine.demo import make_demo  # noqa: E402
 from engine.model import ModelConfig  # noqa: E402
 from engine.baselines import origin_level  # noqa: E402
-from engine.calibrate import PointModel, calibrate_points  # noqa: E402
+from engine.calibrate import PointModel, calibrate_points, calibration_origins  # noqa: E402
 from engine.definitions import STEP_DAYS  # noqa: E402
 from engine.evaluate import BACKTEST_HORIZONS_DAYS, held_out, on_epochs, score  # noqa: E402
 from engine.params import RunConfig, TrainOptions  # noqa: E402
@@ -272,16 +272,20 @@ def as_q(cells: np.ndarray) -> np.ndarray:
     return np.repeat(cells[None], 3, 0)
 
 
-def to_points(scene, cut: int, cal_cells: np.ndarray, cells: np.ndarray):
+def to_points(scene, cut: int, cells_from):
     """Median cell increments -> forecasts at the points, with the engine's own mapping
-    (engine.calibrate.calibrate_points + PointModel), as engine.run.forecast_scene maps MM-STT's.
+    (engine.calibrate.calibrate_points + PointModel), as engine.run.forecast_scene maps MM-STT's:
+    the shares fitted on the same calibration_origins through the validation period from `cut`.
 
-    cal_cells [H, h, w] forecast from `cut`, cells [H, h, w] from the end. Returns dates [H] and
-    forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
+    cells_from(anchor) gives the [H, h, w] increments forecast at epoch `anchor`. Returns dates [H]
+    and forecasts [H, N] twice: mapped like MM-STT, and plain (level + cell increment, no shares).
     """
     dates = scene.cube.dates
-    T, H = len(dates), len(cells)
-    shares, _ = calibrate_points(scene, cut, as_q(cal_cells), H)
+    T = len(dates)
+    cells = cells_from(T)
+    H = len(cells)
+    origins = calibration_origins(cut, T)
+    shares, _ = calibrate_points(scene, origins, [as_q(cells_from(o)) for o in origins], H)
     dates_fc = forecast_dates(dates, T, H)
     points = PointModel.at(scene, T, dates_fc)
     return dates_fc, points.quantiles(as_q(cells), shares)[1], plain_points(points, cells)
@@ -352,8 +356,7 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 preds[model_name] = plain[model_name] = fit.predict(dates_future).T
             elif model_name == "mapped_baselines":
                 t0 = time.perf_counter()
-                dates_fc, points, cell_only = to_points(scene, s.cut, no_increment(s, s.cut),
-                                                        no_increment(s, len(s.dates)))
+                dates_fc, points, cell_only = to_points(scene, s.cut, lambda anchor: no_increment(s, anchor))
                 seconds, n_params = time.perf_counter() - t0, 0
                 preds[model_name] = on_epochs(dates_fc, points, dates_future)
                 plain[model_name] = on_epochs(dates_fc, cell_only, dates_future)
@@ -368,8 +371,8 @@ def run_dataset(name: str, config: RunConfig, budget: Budget, holdout_days: int,
                 info = train(model, s, kind, budget, log)
                 seconds = time.perf_counter() - t0
                 n_params = sum(p.numel() for p in model.parameters())
-                dates_fc, points, cell_only = to_points(scene, s.cut, forecast_cells(model, s, kind, s.cut),
-                                                        forecast_cells(model, s, kind, len(s.dates)))
+                dates_fc, points, cell_only = to_points(
+                    scene, s.cut, lambda anchor: forecast_cells(model, s, kind, anchor))
                 preds[model_name] = on_epochs(dates_fc, points, dates_future)
                 plain[model_name] = on_epochs(dates_fc, cell_only, dates_future)
         rows[model_name] = {"parameters": int(n_params), "train_seconds": round(seconds, 2),

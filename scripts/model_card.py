@@ -23,7 +23,7 @@ from engine.definitions import ATTRIBUTION, CLASS_KEYWORDS  # noqa: E402
 from engine.run import base_model_path  # noqa: E402
 
 
-def card(summary: dict, digest: str, size: int, hardware: str, bench: str) -> str:
+def card(summary: dict, digest: str, size: int, hardware: str, bench: str, bench_files=()) -> str:
     options, config = summary["options"], summary["config"]
     real = summary.get("real_files") or []
     losses = summary["log"]
@@ -40,6 +40,7 @@ def card(summary: dict, digest: str, size: int, hardware: str, bench: str) -> st
     command = (f"python -m engine pretrain --out OUT --regions {options['regions']} "
                f"--steps {summary['steps']} --seed {options['seed']} --device cpu"
                + (" --real " + " ".join(Path(p).name for p in real) if real else ""))
+    bench_args = (" --bench " + " ".join(str(f) for f in bench_files)) if bench_files else ""
     return f"""# GroundCast base model
 
 `{base_model_path().name}`: the MM-STT network every forecast starts from. A forecast fine-tunes it
@@ -79,7 +80,7 @@ deposits" in one area and "CLAY" in another share one embedding row.
 
 ```
 {command}
-python scripts/model_card.py --run OUT --hardware "{hardware}"
+python scripts/model_card.py --run OUT --hardware "{hardware}"{bench_args}
 ```
 
 The run is deterministic for a seed on the CPU and resumes from its last state
@@ -95,7 +96,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the pretraining's --out folder")
     parser.add_argument("--hardware", required=True, help="e.g. '2 CPU cores (x86-64), 24 GB'")
-    parser.add_argument("--bench", help="a markdown table of held-out scores to include")
+    parser.add_argument("--bench", nargs="+", default=[], metavar="MD",
+                        help="markdown files of held-out scores and their notes, included in this order "
+                             "(the tables of bench/base_model.py, then bench/results/base_model_notes.md): "
+                             "every word of the card comes from a file, so regenerating it loses nothing")
     parser.add_argument("--no-copy", action="store_true", help="only rewrite the card")
     args = parser.parse_args(argv)
     run = Path(args.run)
@@ -105,8 +109,8 @@ def main(argv=None) -> int:
     if not args.no_copy:
         shutil.copyfile(run / "base.safetensors", target)
     data = target.read_bytes()
-    bench = Path(args.bench).read_text() if args.bench else ""
-    text = card(summary, hashlib.sha256(data).hexdigest(), len(data), args.hardware, bench)
+    bench = "\n\n".join(Path(f).read_text().strip() for f in args.bench)
+    text = card(summary, hashlib.sha256(data).hexdigest(), len(data), args.hardware, bench, args.bench)
     (target.parent / "MODEL_CARD.md").write_text(text)
     print(f"{target} and {target.parent / 'MODEL_CARD.md'} written")
     return 0
