@@ -30,8 +30,8 @@ class PointModel:
     """How a point departs from its cell: the part of the forecast the grid cannot see.
 
     Several points share a 100 m cell but not always its motion (a building beside a field).
-    A point's forecast is its own level plus its cell's forecast increment plus shares of six
-    departures: its time-function trend minus the cell's, its last-year straight-line trend
+    A point's forecast is its own level plus its cell's forecast increment plus shares of seven
+    rows: its time-function trend minus the cell's, its last-year straight-line trend
     minus the cell's, its last value minus its level (short anomalies persist a little; an outlying
     last epoch counts only up to OUTLIER_SIGMAS of its noise from its recent line), the excursion
     (when the last RUN_EPOCHS epochs all stand beyond that band on the same side, what the clip took
