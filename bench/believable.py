@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from engine.baselines import origin_level  # noqa: E402
+from engine.baselines import last_finite_mask, origin_level  # noqa: E402
 from engine.calibrate import last_finite  # noqa: E402
 from engine.definitions import ATTRIBUTION  # noqa: E402
 from engine.results import ForecastRun  # noqa: E402
@@ -43,12 +43,6 @@ def line_fit(days: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     resid = np.where(ok, values - ym[:, None] - velocity[:, None] * (t - tm[:, None]), 0)
     sigma2 = (resid**2).sum(1) / np.maximum(n - 2, 1)
     return velocity, np.sqrt(sigma2 / np.maximum(sxx, 1e-12))
-
-
-def last_finite_mask(values: np.ndarray, n: int) -> np.ndarray:
-    """[N, T] True at each row's last n finite values."""
-    ok = np.isfinite(values)
-    return ok & (np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] <= n)
 
 
 def outlier_starts(obs: np.ndarray, first_step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from bench import peer  # noqa: E402
 from engine.definitions import STEP_DAYS  # noqa: E402
+from engine import metrics  # noqa: E402
 from engine.evaluate import held_out, nearest_epoch_index, on_epochs  # noqa: E402
 from engine.params import RunConfig  # noqa: E402
 from engine.points import read_points  # noqa: E402
@@ -28,7 +29,7 @@ from engine.windows import forecast_dates  # noqa: E402
 
 
 def rmse(error: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(error ** 2)))
+    return metrics.rmse(error, np.zeros_like(error))
 
 
 def gap(path: str, model: str = "base", days: int = 12, holdout_days: int = 365, draws: int = 4000) -> dict:

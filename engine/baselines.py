@@ -30,6 +30,12 @@ def _usable(obs_mm, valid):
 LEVEL_STEPS = 5  # the forecast origin's level: mean of the last five valid epochs (30 days on the 6-day axis)
 
 
+def last_finite_mask(values: np.ndarray, n: int) -> np.ndarray:
+    """True at the last `n` finite values along the last axis."""
+    finite = np.isfinite(values)
+    return finite & (np.cumsum(finite[..., ::-1], axis=-1)[..., ::-1] <= n)
+
+
 def origin_level(values: np.ndarray, axis: int = -1, n_last: int = LEVEL_STEPS) -> np.ndarray:
     """The mean of the last `n_last` finite values along `axis` (NaN = missing); NaN where there is none.
 
@@ -38,9 +44,7 @@ def origin_level(values: np.ndarray, axis: int = -1, n_last: int = LEVEL_STEPS) 
     if n_last < 1:
         raise ValueError(f"n_last must be at least 1, got {n_last}")
     values = np.moveaxis(np.asarray(values), axis, -1)
-    mask = np.isfinite(values)
-    valid_from_here_to_end = np.cumsum(mask[..., ::-1], axis=-1)[..., ::-1]
-    take = mask & (valid_from_here_to_end <= n_last)
+    take = last_finite_mask(values, n_last)
     count = take.sum(axis=-1)
     total = np.where(take, values, 0.0).sum(axis=-1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

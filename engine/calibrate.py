@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .baselines import origin_level, timefn_fit
+from .baselines import last_finite_mask, origin_level, timefn_fit
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
@@ -86,7 +86,9 @@ class PointModel:
         level = origin_level(own[:, recent])
         trend_own = timefn_fit(dates, own, np.isfinite(own)).predict(dates_fc).T - level
         line_own = linear_trend(dates, own, dates_fc) - level
-        rate_own = linear_trend(dates[recent], own[:, recent], dates_fc) - level
+        # the recent straight line, fitted once: its extrapolation is the rate, its values the clip's centre
+        both = linear_trend(dates[recent], own[:, recent], np.concatenate([dates[recent], dates_fc]))
+        line, rate_own = both[: anchor - recent.start], both[anchor - recent.start :] - level
         if cell is own:  # a cell as its own point: it departs from nothing
             trend_cell, rate_cell = trend_own, rate_own
         else:
@@ -96,7 +98,6 @@ class PointModel:
         # one outlying last epoch (an unwrapping error, a passing vehicle) must not drag the
         # forecast: further than OUTLIER_SIGMAS of the point's own noise from its recent straight
         # line it is clipped to that band (a steady fast mover stays on its line, unclipped)
-        line = linear_trend(dates[recent], own[:, recent], dates[recent])  # [T, N] the recent line
         bound = OUTLIER_SIGMAS * robust_noise(own[:, recent])
         values, expected = last_finite(own[:, recent], RUN_EPOCHS, line.T)
         last, expected_last = values[:, -1], expected[:, -1]
@@ -146,10 +147,9 @@ RUN_EPOCHS = 3
 def last_finite(series: np.ndarray, n: int, *aligned: np.ndarray) -> list:
     """For series [N, T]: [N, n] each row's last n finite values, oldest first, and the values of each
     array in `aligned` [N, T] at those epochs; NaN where a row has fewer."""
-    valid = np.isfinite(series)
-    from_end = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]
-    rows, cols = np.nonzero(valid & (from_end <= n))
-    slot = n - from_end[rows, cols]
+    take = last_finite_mask(series, n)
+    rows, cols = np.nonzero(take)
+    slot = np.cumsum(take, axis=1)[rows, cols] - 1 + n - take.sum(1)[rows]  # oldest first, right-aligned
     picked = []
     for values in (series,) + aligned:
         out = np.full((len(series), n), np.nan, np.float64)
