@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from engine.baselines import origin_level, persistence, timefn_fit  # noqa: E402
-from engine.calibrate import PointModel, calibrate_points, calibration_origins, widen  # noqa: E402
+from engine.calibrate import PointModel, calibrate_points, calibration_origins  # noqa: E402
 from engine.corpus import CONFIGS, HELD_OUT_CONFIG, HELD_OUT_SEED, PRETRAIN_CONFIGS, make_region  # noqa: E402
 from engine.definitions import STEP_DAYS  # noqa: E402
 from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
@@ -97,8 +97,8 @@ def score_region(region, steps: int, seed: int) -> dict:
             zeros = np.zeros((3, steps) + scene.cube.displacement_mm.shape[1:], np.float32)
             _, _, cut = split_anchors(anchor, steps)  # the validation period the networks calibrate on
             origins = calibration_origins(cut, anchor)  # and the origins they calibrate from
-            shares, factor = calibrate_points(scene, origins, [zeros] * len(origins), steps)
-            quantiles = widen(PointModel.at(scene, anchor, dates_fc).quantiles(zeros, shares), factor)
+            calibration = calibrate_points(scene, origins, [zeros] * len(origins), steps)
+            quantiles = calibration.quantiles(PointModel.at(scene, anchor, dates_fc), zeros)
         elif row == "peer":
             series = np.where(scene.points.valid, scene.points.displacement_mm, np.nan)
             quantiles = peer.forecast_points(series, steps)

@@ -285,7 +285,7 @@ def to_points(scene, cut: int, cells_from):
     cells = cells_from(T)
     H = len(cells)
     origins = calibration_origins(cut, T)
-    shares, _ = calibrate_points(scene, origins, [as_q(cells_from(o)) for o in origins], H)
+    shares = calibrate_points(scene, origins, [as_q(cells_from(o)) for o in origins], H).shares
     dates_fc = forecast_dates(dates, T, H)
     points = PointModel.at(scene, T, dates_fc)
     return dates_fc, points.quantiles(as_q(cells), shares)[1], plain_points(points, cells)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .baselines import last_finite_mask, origin_level, timefn_fit
+from .metrics import interval_score
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
@@ -46,12 +47,17 @@ class PointModel:
 
     `cells_at` applies the same to the grid itself, each cell its own "point": the maps get
     the pulls toward persistence and the cell's own fits, with shares fitted on the cells.
+
+    The band is the cell's, widened by `spread` x the point's own scatter about its recent line,
+    in quadrature: points in one cell share its forecast but not its noise, and a noisy point's
+    band must be wider than a quiet one's (Calibration.spread says how much, per area).
     """
 
     level: np.ndarray  # [N]
     departures: np.ndarray  # [4, H, N], independent of the network
     trend_own: np.ndarray  # [H, N] the point's own time-function increment
     line_own: np.ndarray  # [H, N] the point's own straight-line increment, whole history
+    scatter: np.ndarray  # [N] robust scatter (mm, 1 sigma) of the point's recent values about its recent line
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
@@ -99,6 +105,7 @@ class PointModel:
         # forecast: further than OUTLIER_SIGMAS of the point's own noise from its recent straight
         # line it is clipped to that band (a steady fast mover stays on its line, unclipped)
         bound = OUTLIER_SIGMAS * robust_noise(own[:, recent])
+        scatter = robust_sigma(own[:, recent] - line.T)
         values, expected = last_finite(own[:, recent], RUN_EPOCHS, line.T)
         last, expected_last = values[:, -1], expected[:, -1]
         low, high = expected_last - bound, expected_last + bound
@@ -113,8 +120,8 @@ class PointModel:
             fade * np.where(run, last - clipped, 0.0)[None],
         ])
         return cls(
-            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), rows, cols,
-            inside,
+            level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), scatter,
+            rows, cols, inside,
         )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
@@ -124,13 +131,45 @@ class PointModel:
         pulls = np.stack([-median, self.trend_own - median, self.line_own - median])
         return np.concatenate([self.departures, pulls])
 
-    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
-        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols] and shares [7, H]."""
+    def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None,
+                  spread: float = 0.0) -> np.ndarray:
+        """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols], shares [7, H] and the
+        band's spread (how many of its own scatters a point's band adds to its cell's)."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
+        if spread:
+            q = spread_band(q, spread * self.scatter)
         if shares is not None:
             q = with_shares(q, self.design(cell_increments), shares)
         q[:, :, ~self.inside] = np.nan
         return q
+
+
+@dataclass
+class Calibration:
+    """What the validation period fitted: the shares [7, H] of PointModel's departures and pulls,
+    the band's spread (how many of its own scatters a point adds to its cell's band) and the
+    conformal factors [H] that make the band cover 90 %."""
+
+    shares: np.ndarray
+    factor: np.ndarray
+    spread: float = 0.0
+
+    def quantiles(self, model: PointModel, cell_increments: np.ndarray) -> np.ndarray:
+        """[3, H, N] calibrated quantiles of the points (or cells) of `model`."""
+        return widen(model.quantiles(cell_increments, self.shares, self.spread), self.factor)
+
+
+# the spreads the validation period chooses from: none (the cell's band, as where every point is a
+# cell) up to a band four scatters wider, for areas whose points differ most in noise
+SPREADS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def spread_band(q: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Quantiles [3, H, N] with each point's 5-95 % half-widths widened by Z90 x sigma [N] in
+    quadrature: the point's own noise is independent of the cell forecast's error."""
+    lo, mid, hi = q
+    extra = (Z90 * sigma)[None] ** 2
+    return np.stack([mid - np.sqrt((mid - lo) ** 2 + extra), mid, mid + np.sqrt((hi - mid) ** 2 + extra)])
 
 
 def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -161,11 +200,16 @@ def last_finite(series: np.ndarray, n: int, *aligned: np.ndarray) -> list:
 def robust_noise(series: np.ndarray) -> np.ndarray:
     """[N] each row's epoch-to-epoch noise (mm), robustly: the MAD of its first differences, which
     a trend or a season barely moves, over sqrt 2; at least 0.5 mm."""
+    return robust_sigma(np.diff(series, axis=1), np.sqrt(2.0))
+
+
+def robust_sigma(values: np.ndarray, divisor: float = 1.0) -> np.ndarray:
+    """[N] each row's standard deviation from its MAD (one outlier barely moves it), over divisor;
+    at least 0.5 mm, and 0.5 mm for a row with no value."""
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without two values: NaN, then the floor
-        steps = np.diff(series, axis=1)
-        mad = np.nanmedian(np.abs(steps - np.nanmedian(steps, axis=1, keepdims=True)), axis=1)
-    return np.fmax(np.nan_to_num(1.4826 * mad / np.sqrt(2.0), nan=0.5), 0.5).astype(np.float32)
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without a value: NaN, then the floor
+        mad = np.nanmedian(np.abs(values - np.nanmedian(values, axis=1, keepdims=True)), axis=1)
+    return np.fmax(np.nan_to_num(1.4826 * mad / divisor, nan=0.5), 0.5).astype(np.float32)
 
 
 MAP_CHUNK_CELLS = 50_000  # cells per step of the map calibration: bounded memory on a 1000 x 1000 tile
@@ -178,7 +222,7 @@ def cells_with_data(scene: Scene, anchor: int) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero(observed_cells(scene.cube.displacement_mm, anchor))
 
 
-def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor,
+def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, calibration: Calibration,
                    progress=None, threads: int | None = None) -> np.ndarray:
     """[Q, H, rows, cols] map quantiles: the cells' PointModel.cells_at, a chunk of cells at a time,
     the chunks on a pool of `threads` (None: every core); the map goes to disk inside a Scratch."""
@@ -189,7 +233,7 @@ def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
         check_cancel(progress)
         r, c = rows[i : i + MAP_CHUNK_CELLS], cols[i : i + MAP_CHUNK_CELLS]
         grid = PointModel.cells_at(scene, anchor, dates_fc, r, c)
-        return r, c, widen(grid.quantiles(cells, shares), factor)
+        return r, c, calibration.quantiles(grid, cells)
 
     done = 0
     for r, c, values in thread_map(chunk, range(0, len(rows), MAP_CHUNK_CELLS), threads):
@@ -200,7 +244,7 @@ def calibrated_map(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
     return out
 
 
-def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, shares, factor,
+def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, calibration: Calibration,
                    progress=None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """([Q, H, N] the points' calibrated quantiles, [N] their levels), POINT_CHUNK points at a time
     on a pool of `threads` (None: every core)."""
@@ -212,7 +256,7 @@ def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
         check_cancel(progress)
         index = np.arange(i, min(i + POINT_CHUNK, n))
         points = PointModel.at(scene, anchor, dates_fc, index)
-        return index, widen(points.quantiles(cells, shares), factor), points.level
+        return index, calibration.quantiles(points, cells), points.level
 
     for index, values, lv in thread_map(chunk, range(0, n, POINT_CHUNK), threads):
         out[:, :, index[0]:index[-1] + 1] = values
@@ -222,8 +266,9 @@ def point_forecast(scene: Scene, anchor: int, dates_fc, cells: np.ndarray, share
     return out, level
 
 
-def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=False, progress=None):
-    """Shares [7, H] and interval factors [H], fitted where the network forecast the validation period.
+def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=False,
+                     progress=None) -> Calibration:
+    """The Calibration fitted where the network forecast the validation period.
 
     cal_cells [Q, H, rows, cols]: quantile increments forecast from epoch `cut`, the start of
     the validation period that no training target reached. `cut` may also be a list of origins in
@@ -240,8 +285,8 @@ def calibrate_points(scene: Scene, cut, cal_cells, horizon_steps: int, on_cells=
 
 
 def calibration_cases(scene: Scene, origin: int, cal_cells: np.ndarray, n_steps: int, on_cells=False):
-    """(raw quantiles [3, n_steps, N], design [7, n_steps, N], truth [n_steps, N]) of the forecast
-    cal_cells [Q, H, rows, cols] made at epoch `origin`; NaN truth past the history's end."""
+    """(raw quantiles [3, n_steps, N], design [7, n_steps, N], truth [n_steps, N], scatter [N]) of
+    the forecast cal_cells [Q, H, rows, cols] made at epoch `origin`; NaN truth past the history's end."""
     n_seen = min(len(scene.regular.dates) - origin, n_steps)
     dates_cal = forecast_dates(scene.regular.dates, origin, n_seen)
     if on_cells:  # an even sample of the cells is plenty for a few shares per step
@@ -260,15 +305,31 @@ def calibration_cases(scene: Scene, origin: int, cal_cells: np.ndarray, n_steps:
     pad = ((0, 0), (0, n_steps - n_seen), (0, 0))
     raw = np.pad(cal.quantiles(cells), pad, constant_values=np.nan)
     design = np.pad(cal.design(cells), pad, constant_values=np.nan)
-    return raw, design, np.pad(truth, pad[1:], constant_values=np.nan)
+    return raw, design, np.pad(truth, pad[1:], constant_values=np.nan), cal.scatter
 
 
-def fit_calibration(cases: list, horizon_steps: int, progress=None):
-    """Shares [7, H] and interval factors [H] fitted on calibration_cases of one or more origins."""
-    raw, design, truth = (np.concatenate(parts, axis=-1) for parts in zip(*cases))
+def fit_calibration(cases: list, horizon_steps: int, progress=None) -> Calibration:
+    """The Calibration fitted on calibration_cases of one or more origins.
+
+    The shares by least squares; then, for each of SPREADS, the conformal factors, keeping the
+    spread whose calibrated band has the lowest interval score: every spread covers 90 % after
+    its factors, and the score prefers the band that is narrow on quiet points and wide on noisy ones.
+    """
+    raw, design, truth, scatter = (np.concatenate(parts, axis=-1) for parts in zip(*cases))
     shares = fit_shares(raw, design, truth, progress)
-    factor = interval_scale(with_shares(raw, np.nan_to_num(design), shares), truth)
-    return extend(shares, horizon_steps), extend(factor, horizon_steps)
+    moved = with_shares(raw, np.nan_to_num(design), shares).astype(np.float32)
+    del raw, design
+    best = None
+    for spread in SPREADS:
+        check_cancel(progress)
+        banded = spread_band(moved, spread * scatter)
+        factor = interval_scale(banded, truth)
+        lo, _, hi = widen(banded, factor)
+        score = interval_score(truth, lo, hi)
+        if best is None or score < best[0]:  # NaN (no case) never wins: the first spread, none, stays
+            best = (score, spread, factor)
+    _, spread, factor = best
+    return Calibration(extend(shares, horizon_steps), extend(factor, horizon_steps), spread)
 
 
 def calibration_origins(cut: int, n_epochs: int, n_origins: int = CALIBRATION_ORIGINS) -> list[int]:

@@ -36,6 +36,17 @@ def coverage(truth, lo, hi) -> float:
     return float(np.mean((lo <= truth) & (truth <= hi))) if truth.size else float("nan")
 
 
+def interval_score(truth, lo, hi, alpha: float = 0.1) -> float:
+    """Mean interval (Winkler) score of the central 1 - alpha interval [lo, hi]: its width, plus
+    2 / alpha times how far the truth falls outside it. Lower is better; it rewards a band that
+    is narrow where it can be and wide where it must be, not only one that covers."""
+    truth, lo, hi = _finite(truth, lo, hi)
+    if not truth.size:
+        return float("nan")
+    miss = np.maximum(lo - truth, 0.0) + np.maximum(truth - hi, 0.0)
+    return float(np.mean(hi - lo + 2.0 / alpha * miss))
+
+
 def pinball(truth, pred, level: float) -> float:
     """Mean quantile (pinball) loss of `pred` as the `level` quantile."""
     truth, pred = _finite(truth, pred)

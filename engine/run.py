@@ -112,8 +112,8 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
         point_cases.append(calibration_cases(scene, origin, cal_cells, n_steps))
         cell_cases.append(calibration_cases(scene, origin, cal_cells, n_steps, on_cells=True))
         del cal_cells
-    shares, factor = fit_calibration(point_cases, horizon_steps, progress)
-    cell_shares, cell_factor = fit_calibration(cell_cases, horizon_steps, progress)
+    calibration = fit_calibration(point_cases, horizon_steps, progress)
+    cell_calibration = fit_calibration(cell_cases, horizon_steps, progress)
 
     check_cancel(progress)
     progress.progress(trained_at + 0.05, "forecasting")
@@ -121,19 +121,22 @@ def forecast_scene(scene: Scene, config: RunConfig, horizon_days: int, progress=
     dates = forecast_dates(area.dates, anchor, horizon_steps)
     cells, cells_level = forecast_area(trained, area,
                                        progress=scaled(progress, trained_at + 0.05, 1.0 - late))
-    points_q, points_level = point_forecast(scene, anchor, dates, cells, shares, factor,
+    points_q, points_level = point_forecast(scene, anchor, dates, cells, calibration,
                                             progress=scaled(progress, 1.0 - late, 1.0 - late / 3))
-    cells_q = calibrated_map(scene, anchor, dates, cells, cell_shares, cell_factor,
+    cells_q = calibrated_map(scene, anchor, dates, cells, cell_calibration,
                              progress=scaled(progress, 1.0 - late / 3, 1.0))
     trained.log["point_shares"] = {
-        name: shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
+        name: calibration.shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES)
     }
     # a cell departs from nothing: only its last value and the pulls can have a share
     trained.log["cell_shares"] = {
-        name: cell_shares[i, ::10].round(3).tolist() for i, name in enumerate(DEPARTURES) if i >= 2
+        name: cell_calibration.shares[i, ::10].round(3).tolist()
+        for i, name in enumerate(DEPARTURES) if i >= 2
     }
-    trained.log["cell_interval_scale"] = cell_factor[::10].round(3).tolist()
-    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points_level, factor, trained)
+    trained.log["cell_interval_scale"] = cell_calibration.factor[::10].round(3).tolist()
+    trained.log["band_spread"] = {"points": calibration.spread, "cells": cell_calibration.spread}
+    return Forecast(dates, mconfig.quantiles, cells_q, cells_level, points_q, points_level,
+                    calibration.factor, trained)
 
 
 def run_forecast(config: RunConfig, progress=None, log=print) -> dict:

@@ -7,7 +7,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from engine.metrics import coverage, crps_from_quantiles, mae, nearest_epoch_index, pinball, r2, rmse
+from engine.metrics import (coverage, crps_from_quantiles, interval_score, mae, nearest_epoch_index, pinball,
+                            r2, rmse)
 
 NAN = np.nan
 
@@ -96,3 +97,15 @@ def test_nearest_epoch_index():
     # 2020-01-04 is 3 days from both neighbours: the earlier wins
     np.testing.assert_array_equal(nearest_epoch_index(dates, targets), [0, 0, 0, 1, 2, 2])
     np.testing.assert_array_equal(nearest_epoch_index(dates[:1], targets[:2]), [0, 0])
+
+
+def test_interval_score_by_hand_and_it_prefers_the_right_width():
+    # width 2, one truth 1 mm below: 2 + 20 x 1
+    assert interval_score([0.0, -2.0], [-1.0, -1.0], [1.0, 1.0]) == pytest.approx((2 + 22) / 2)
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, 20000)
+    z = NormalDist().inv_cdf(0.95)
+    right = interval_score(truth, -z, z)
+    assert right < interval_score(truth, -2 * z, 2 * z)  # covers, but twice as wide
+    assert right < interval_score(truth, -z / 2, z / 2)  # narrow, and misses
+    assert math.isnan(interval_score([np.nan], [0.0], [1.0]))

@@ -9,8 +9,9 @@ import pytest
 import rasterio
 
 from engine.errors import Cancelled
-from engine.calibrate import (DEPARTURES, PointModel, calibrate_points, calibration_origins,
-                              exceedance_probability, fit_calibration, fit_shares, interval_scale, widen)
+from engine.calibrate import (DEPARTURES, Calibration, PointModel, calibrate_points, calibration_origins,
+                              exceedance_probability, fit_calibration, fit_shares, interval_scale,
+                              spread_band, widen)
 from engine.params import RunConfig
 from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
@@ -215,7 +216,7 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
     cut, H = T - 15, 15
     rng = np.random.default_rng(0)
     noise = np.sort(rng.normal(0, 30, (3, H, h, w)).astype(np.float32), axis=0)
-    shares, factor = calibrate_points(scene, cut, noise, H, on_cells=on_cells)
+    shares = calibrate_points(scene, cut, noise, H, on_cells=on_cells).shares
     pulls = shares[DEPARTURES.index("persistence"):]  # toward persistence, own time function, own line
     assert np.allclose(pulls.sum(0), 1.0, atol=0.1)  # the network's increment is cancelled
     dates = scene.regular.dates[cut:]
@@ -229,6 +230,56 @@ def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, o
     )
     ok = np.isfinite(truth) & np.isfinite(raw)
     assert np.sqrt(np.mean((fixed - truth)[ok] ** 2)) < 0.3 * np.sqrt(np.mean((raw - truth)[ok] ** 2))
+
+
+def band_cases(rng, error_sd, scatter, H=12):
+    """One calibration case: a cell band of +-Z90 x 1 mm around a zero median, for points whose
+    errors have sd error_sd [N] and whose scatter is `scatter` [N]."""
+    N = len(scatter)
+    raw = np.stack([np.full((H, N), -1.6448536), np.zeros((H, N)), np.full((H, N), 1.6448536)])
+    truth = rng.normal(0, 1, (H, N)) * error_sd[None]
+    return raw, np.zeros((6, H, N)), truth, scatter
+
+
+def test_the_band_widens_with_a_points_own_scatter_where_the_errors_follow_it():
+    # half the points are quiet, half noisy (scatter 0.5 and 3 mm), and their errors add that noise
+    # to the cell's 1 mm: one band for all over-covers the quiet and under-covers the noisy
+    rng = np.random.default_rng(7)
+    scatter = np.repeat([0.5, 3.0], 2000)
+    error_sd = np.sqrt(1.0 + scatter ** 2)
+    calibration = fit_calibration([band_cases(rng, error_sd, scatter)], 12)
+    assert calibration.spread >= 0.5
+    raw, _, _, _ = band_cases(rng, error_sd, scatter)
+    lo, _, hi = widen(spread_band(raw, calibration.spread * scatter), calibration.factor)
+    fresh = rng.normal(0, 1, lo.shape) * error_sd[None]
+    inside = (lo <= fresh) & (fresh <= hi)
+    quiet, noisy = inside[:, :2000].mean(), inside[:, 2000:].mean()
+    assert 0.85 <= quiet <= 0.97 and 0.83 <= noisy <= 0.95, (quiet, noisy)
+    one_band = widen(raw, interval_scale(raw, fresh))  # the band without the spread: far apart
+    inside_one = (one_band[0] <= fresh) & (fresh <= one_band[2])
+    assert inside_one[:, :2000].mean() > 0.99 and inside_one[:, 2000:].mean() < 0.85
+
+
+def test_a_scatter_that_says_nothing_of_the_errors_gets_no_spread():
+    rng = np.random.default_rng(8)
+    scatter = rng.uniform(0.5, 3.0, 4000)
+    calibration = fit_calibration([band_cases(rng, np.full(4000, 2.0), scatter)], 12)
+    assert calibration.spread <= 0.5
+
+
+def test_a_points_scatter_is_about_its_recent_line():
+    # a steady fast mover is no noisier than a still point with the same noise; a noisy one is
+    rng = np.random.default_rng(3)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(200)
+    years = (dates - dates[0]).astype(float) / 365.25
+    own = rng.normal(0, 1.0, (3, len(dates)))
+    own[1] += -40.0 * years
+    own[2] = rng.normal(0, 4.0, len(dates))
+    index = np.arange(3)
+    model = PointModel.of_series(own, own.copy(), dates, dates[-1] + 6 * np.arange(1, 11), index, index,
+                                 np.ones(3, bool))
+    assert model.scatter[0] == pytest.approx(1.0, rel=0.3) and model.scatter[1] == pytest.approx(1.0, rel=0.3)
+    assert model.scatter[2] == pytest.approx(4.0, rel=0.3)
 
 
 def test_calibration_origins_spread_through_the_validation_period():
@@ -246,12 +297,13 @@ def test_calibration_pools_origins_and_each_step_learns_only_from_origins_that_r
         x = rng.normal(0, 3, (6, H, N))
         truth = share * x[0] + rng.normal(0, 0.1, (H, N))
         truth[reach:] = np.nan
-        return np.zeros((3, H, N)), x, truth
-    shares, factor = fit_calibration([case(1.0, H), case(0.0, 2)], H)
-    assert shares.shape == (6, H) and factor.shape == (H,)
+        return np.zeros((3, H, N)), x, truth, np.ones(N)
+    calibration = fit_calibration([case(1.0, H), case(0.0, 2)], H)
+    shares = calibration.shares
+    assert shares.shape == (6, H) and calibration.factor.shape == (H,)
     assert abs(shares[0, 15] - 1.0) < 0.05  # only A reaches step 15
     assert 0.4 < shares[0, 0] < 0.85  # A and B pooled (steps 0-3 of A, 0-1 of B: about 2/3)
-    alone, _ = fit_calibration([case(1.0, H)], H)
+    alone = fit_calibration([case(1.0, H)], H).shares
     assert abs(alone[0, 0] - 1.0) < 0.05
 
 
@@ -262,9 +314,10 @@ def test_one_origin_or_a_list_of_one_calibrate_alike(demo_data_dir, tmp_path):
     cells = np.sort(rng.normal(0, 2, (3, 10, h, w)).astype(np.float32), axis=0)
     one = calibrate_points(scene, T - 10, cells, 10)
     listed = calibrate_points(scene, [T - 10], [cells], 10)
-    assert all(np.allclose(a, b) for a, b in zip(one, listed))
+    assert np.allclose(one.shares, listed.shares) and np.allclose(one.factor, listed.factor)
+    assert one.spread == listed.spread
     both = calibrate_points(scene, [T - 10, T - 5], [cells, cells], 10)
-    assert not np.allclose(one[0], both[0])  # the second origin's cases count
+    assert not np.allclose(one.shares, both.shares)  # the second origin's cases count
 
 
 def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, monkeypatch):
@@ -275,11 +328,11 @@ def test_the_map_is_the_same_whatever_the_chunk_size(demo_data_dir, tmp_path, mo
     H = 5
     rng = np.random.default_rng(1)
     cells = np.sort(rng.normal(0, 5, (3, H, h, w)).astype(np.float32), axis=0)
-    shares, factor = rng.uniform(0, 1, (len(DEPARTURES), H)), np.full(H, 1.3)
+    calibration = Calibration(rng.uniform(0, 1, (len(DEPARTURES), H)), np.full(H, 1.3), spread=1.0)
     dates = scene.regular.dates[-1] + np.arange(1, H + 1) * np.timedelta64(6, "D")
-    whole = calibrate.calibrated_map(scene, T, dates, cells, shares, factor)
+    whole = calibrate.calibrated_map(scene, T, dates, cells, calibration)
     monkeypatch.setattr(calibrate, "MAP_CHUNK_CELLS", 37)
-    chunked = calibrate.calibrated_map(scene, T, dates, cells, shares, factor)
+    chunked = calibrate.calibrated_map(scene, T, dates, cells, calibration)
     assert np.isfinite(whole).sum() > 0.5 * np.isfinite(scene.cube.displacement_mm).any(0).sum() * 3 * H
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
 
