@@ -12,6 +12,10 @@ saw. Real rows: `python -m engine backtest` on each file with every --model choi
 the peer on the same split and scoring (engine.evaluate.score, each horizon at the nearest held-out epoch).
 Every row shares the split, the budget and the scoring. Tables go to OUT/base_model.md and .json.
 `--base OUT/base.safetensors` scores a new pretraining's model before it is shipped.
+`--against bench/results/base_model.json` prints every real file's change against those figures, per row
+and horizon, and names each score that got worse (today's figures must never get worse).
+`--keep bench/results/base_model.json` takes the tables and rows this run does not measure from there
+(the synthetic table, the peer), so a change that touches only the real rows reruns only those.
 """
 from __future__ import annotations
 
@@ -202,6 +206,58 @@ def real(files: list, seed: int, rows=tuple(REAL_ROWS), log=print, with_peer: bo
     return results
 
 
+WORSE_MM = 0.005  # a change of RMSE or CRPS below this is rounding, not worse
+
+
+def by_name(real_results: dict) -> dict:
+    """The real tables keyed by file name, not path: runs from other folders match."""
+    return {Path(path).name: rows for path, rows in real_results.items()}
+
+
+def keep_from(result: dict, previous: dict) -> dict:
+    """`result` with what it did not measure taken from `previous`: the synthetic table, and each real
+    file's rows (the peer's among them) that this run left out."""
+    merged = dict(result)
+    if "synthetic" not in merged and "synthetic" in previous:
+        merged["synthetic"] = previous["synthetic"]
+    old = by_name(previous.get("real", {}))
+    real_rows = {}
+    for path, rows in result.get("real", {}).items():
+        kept = {row: scores for row, scores in old.get(Path(path).name, {}).items() if row not in rows}
+        real_rows[path] = {**rows, **kept}
+    for name, rows in old.items():  # files this run did not backtest at all
+        if name not in by_name(real_rows):
+            real_rows[name] = rows
+    merged["real"] = real_rows
+    return merged
+
+
+def changes(result: dict, previous: dict) -> tuple[str, list[str]]:
+    """(a markdown table of each real row's RMSE, coverage and CRPS now against `previous`, the scores
+    that got worse by more than WORSE_MM), for the files and rows both hold."""
+    old = by_name(previous.get("real", {}))
+    lines = ["| file | row | RMSE mm per horizon, before → now | coverage now | CRPS before → now |",
+             "|---|---|---|---|---|"]
+    worse = []
+    for name, rows in by_name(result.get("real", {})).items():
+        for row, now in rows.items():
+            before = old.get(name, {}).get(row)
+            if before is None or row == "peer":
+                continue
+            rmse_now, rmse_before = now["models"]["mmstt"]["rmse_mm"], before["models"]["mmstt"]["rmse_mm"]
+            pairs = " / ".join(f"{b:.2f} → {n:.2f}" for b, n in zip(rmse_before, rmse_now))
+            cov = " / ".join(f"{c:.2f}" for c in now["mmstt_coverage90_by_horizon"])
+            lines.append(f"| {name} | {row} | {pairs} | {cov} | "
+                         f"{before['mmstt_crps_mm']:.3f} → {now['mmstt_crps_mm']:.3f} |")
+            for days, b, n in zip(now["horizons_days"], rmse_before, rmse_now):
+                if n > b + WORSE_MM:
+                    worse.append(f"{name} {row} {days} d: RMSE {b:.3f} → {n:.3f} mm")
+            if now["mmstt_crps_mm"] > before["mmstt_crps_mm"] + WORSE_MM:
+                crps = f"{before['mmstt_crps_mm']:.3f} → {now['mmstt_crps_mm']:.3f}"
+                worse.append(f"{name} {row}: CRPS {crps} mm")
+    return "\n".join(lines), worse
+
+
 def markdown(result: dict) -> str:
     lines = []
     if "synthetic" in result:
@@ -256,6 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/out/base")
     parser.add_argument("--base", help="score this base.safetensors (a pretraining's output) instead of the "
                         "shipped base model")
+    parser.add_argument("--against", help="an earlier base_model.json: print the change against it")
+    parser.add_argument("--keep", help="an earlier base_model.json: what this run leaves out comes from it")
     parser.add_argument("--no-peer", action="store_true", help="leave out the foundation-model peer "
                         "(about 0.05 s per point on 2 cores: 11 min on the 11,590-point burst)")
     args = parser.parse_args(argv)
@@ -270,11 +328,19 @@ def main(argv=None) -> int:
     if args.real:
         result["real"] = real(args.real, args.seed, args.rows, log=lambda m: print(m, flush=True),
                               with_peer=not args.no_peer)
+    if args.keep:
+        result = keep_from(result, json.loads(Path(args.keep).read_text()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_model.json").write_text(json.dumps(result, indent=1, default=float))
     (out / "base_model.md").write_text(markdown(result))
     print(markdown(result))
+    if args.against:
+        table, worse = changes(result, json.loads(Path(args.against).read_text()))
+        verdict = ["", "Worse than before:", *(f"- {w}" for w in worse)] if worse else ["", "Nothing worse."]
+        text = "\n".join([f"### Against {args.against}", "", table] + verdict)
+        (out / "changes.md").write_text(text + "\n")
+        print(text)
     return 0
 
 
