@@ -351,21 +351,32 @@ def fit_shares(raw: np.ndarray, departures: np.ndarray, truth: np.ndarray, progr
 
     The bounds are part of the fit, not a clip afterwards: the departures are strongly
     correlated, and clipping an unconstrained solution can leave a share far from optimal.
-    Each step's problem is scaled to values of at most 1 (the shares do not change) and its
-    iterations are bounded, so no input can keep the solver going.
+    Each step's problem pools its neighbouring steps. It is solved on each step's QR factor
+    (D x D) instead of its N rows: the same optimum, whatever the number of points. Each problem
+    is scaled to values of at most 1 (the shares do not change) and its iterations are bounded,
+    so no input can keep the solver going.
     """
     from scipy.optimize import lsq_linear
 
     D, H = departures.shape[0], raw.shape[1]
-    shares = np.zeros((D, H))
     resid = truth - raw[1]
+    factors, counts = [], np.zeros(H, int)
+    for h in range(H):  # each step's rows reduced to R (D x D) and Q'y: |Xb - y|^2 = |Rb - Q'y|^2 + const
+        y, X = resid[h], departures[:, h].T
+        ok = np.isfinite(y) & np.isfinite(X).all(1)
+        counts[h] = ok.sum()
+        if counts[h] >= D:
+            q, r = np.linalg.qr(X[ok].astype(float))
+            factors.append((r, q.T @ y[ok].astype(float)))
+        else:  # too few rows to factor: keep them as they are
+            factors.append((X[ok].astype(float), y[ok].astype(float)))
+    shares = np.zeros((D, H))
     for h in range(H):
         check_cancel(progress)
-        sl = slice(max(h - 3, 0), h + 4)  # pool neighbouring steps for stability
-        y, X = resid[sl].ravel(), departures[:, sl].reshape(D, -1).T
-        ok = np.isfinite(y) & np.isfinite(X).all(1)
-        if ok.sum() >= 50:
-            X, y = X[ok].astype(float), y[ok].astype(float)
+        sl = range(max(h - 3, 0), min(h + 4, H))  # pool neighbouring steps for stability
+        if counts[sl.start:sl.stop].sum() >= 50:
+            X = np.concatenate([factors[i][0] for i in sl])
+            y = np.concatenate([factors[i][1] for i in sl])
             scale = max(np.abs(X).max(), np.abs(y).max(), 1e-12)
             shares[:, h] = lsq_linear(X / scale, y / scale, bounds=(0.0, 1.0), max_iter=100).x
         elif h:

@@ -207,6 +207,28 @@ def test_fit_shares_respects_the_bounds_within_the_fit():
     assert np.sqrt(np.mean((truth - fitted) ** 2)) < np.sqrt(np.mean((truth - clipped) ** 2)) - 0.3
 
 
+def test_fit_shares_on_qr_factors_finds_the_optimum_of_all_the_rows():
+    # the reduced problem must give the shares a bounded fit of every pooled row gives
+    from scipy.optimize import lsq_linear
+
+    rng = np.random.default_rng(5)
+    D, H, N = 7, 12, 900
+    departures = rng.normal(0, 2, (D, H, N))
+    departures[1] = departures[0] + rng.normal(0, 0.2, (H, N))  # strongly correlated, as in practice
+    truth = 0.6 * departures[0] + 1.5 * departures[2] - 0.4 * departures[3] + rng.normal(0, 1, (H, N))
+    truth[rng.random((H, N)) < 0.2] = np.nan
+    departures[4, 5, :40] = np.nan
+    raw = np.zeros((3, H, N))
+    shares = fit_shares(raw, departures, truth)
+    for h in (0, 5, 11):
+        sl = slice(max(h - 3, 0), h + 4)
+        y, X = truth[sl].ravel(), departures[:, sl].reshape(D, -1).T
+        ok = np.isfinite(y) & np.isfinite(X).all(1)
+        direct = lsq_linear(X[ok], y[ok], bounds=(0.0, 1.0), method="bvls").x
+        np.testing.assert_allclose(shares[:, h], direct, atol=2e-3)
+    assert (shares[2] > 0.99).all() and (shares[3] < 0.01).all()  # the bounds hold within the fit
+
+
 @pytest.mark.parametrize("on_cells", [False, True])
 def test_calibration_discards_a_network_with_no_skill(demo_data_dir, tmp_path, on_cells):
     # cell forecasts of pure noise (sd 30 mm): the fit must lean on the pulls toward persistence
