@@ -50,7 +50,9 @@ class PointModel:
 
     The band is the cell's, widened by `spread` x the point's own scatter about its recent line,
     in quadrature: points in one cell share its forecast but not its noise, and a noisy point's
-    band must be wider than a quiet one's (Calibration.spread says how much, per area).
+    band must be wider than a quiet one's (Calibration.spread says how much, per area). In an
+    excursion it is widened by the excursion too, fading with it: whether the next weeks follow
+    the run or the line, the band holds both.
     """
 
     level: np.ndarray  # [N]
@@ -136,8 +138,11 @@ class PointModel:
         """[Q, H, N] from the cells' quantile increments [Q, H, rows, cols], shares [7, H] and the
         band's spread (how many of its own scatters a point's band adds to its cell's)."""
         q = self.level[None, None] + cell_increments[:, :, self.rows, self.cols]
+        excursion = np.abs(self.departures[DEPARTURES.index("excursion")])
+        if excursion.any():
+            q = widen_in_quadrature(q, excursion)
         if spread:
-            q = spread_band(q, spread * self.scatter)
+            q = widen_in_quadrature(q, Z90 * spread * self.scatter)
         if shares is not None:
             q = with_shares(q, self.design(cell_increments), shares)
         q[:, :, ~self.inside] = np.nan
@@ -164,11 +169,11 @@ class Calibration:
 SPREADS = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
-def spread_band(q: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Quantiles [3, H, N] with each point's 5-95 % half-widths widened by Z90 x sigma [N] in
-    quadrature: the point's own noise is independent of the cell forecast's error."""
+def widen_in_quadrature(q: np.ndarray, half_width: np.ndarray) -> np.ndarray:
+    """Quantiles [3, H, N] with each 5-95 % half-width widened by half_width ([N] or [H, N], mm) in
+    quadrature: a point's own noise, or its excursion, is independent of the cell forecast's error."""
     lo, mid, hi = q
-    extra = (Z90 * sigma)[None] ** 2
+    extra = np.broadcast_to(half_width, mid.shape) ** 2
     return np.stack([mid - np.sqrt((mid - lo) ** 2 + extra), mid, mid + np.sqrt((hi - mid) ** 2 + extra)])
 
 
@@ -322,7 +327,7 @@ def fit_calibration(cases: list, horizon_steps: int, progress=None) -> Calibrati
     best = None
     for spread in SPREADS:
         check_cancel(progress)
-        banded = spread_band(moved, spread * scatter)
+        banded = widen_in_quadrature(moved, Z90 * spread * scatter)
         factor = interval_scale(banded, truth)
         lo, _, hi = widen(banded, factor)
         score = interval_score(truth, lo, hi)

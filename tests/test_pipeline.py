@@ -11,7 +11,7 @@ import rasterio
 from engine.errors import Cancelled
 from engine.calibrate import (DEPARTURES, Calibration, PointModel, calibrate_points, calibration_origins,
                               exceedance_probability, fit_calibration, fit_shares, interval_scale,
-                              spread_band, widen)
+                              widen, widen_in_quadrature)
 from engine.params import RunConfig
 from engine.prepare import prepare
 from engine.run import forecast_scene, run_backtest, run_forecast
@@ -272,7 +272,7 @@ def test_the_band_widens_with_a_points_own_scatter_where_the_errors_follow_it():
     calibration = fit_calibration([band_cases(rng, error_sd, scatter)], 12)
     assert calibration.spread >= 0.5
     raw, _, _, _ = band_cases(rng, error_sd, scatter)
-    lo, _, hi = widen(spread_band(raw, calibration.spread * scatter), calibration.factor)
+    lo, _, hi = widen(widen_in_quadrature(raw, 1.6448536 * calibration.spread * scatter), calibration.factor)
     fresh = rng.normal(0, 1, lo.shape) * error_sd[None]
     inside = (lo <= fresh) & (fresh <= hi)
     quiet, noisy = inside[:, :2000].mean(), inside[:, 2000:].mean()
@@ -438,3 +438,9 @@ def test_a_run_of_epochs_beyond_the_band_is_an_excursion_that_fades():
     assert excursion[0, 0] > 5.0, "a run of three epochs 15 mm off must be offered"
     assert np.all(np.diff(excursion[:, 0]) < 0) and excursion[-1, 0] < 0.01 * excursion[0, 0]
     assert not excursion[:, 1].any(), "one outlying acquisition stays an outlier"
+    # the band holds both the run and the line while the excursion lasts, then narrows with it
+    cells = np.stack([np.full((30, 2, 2), -1.0), np.zeros((30, 2, 2)), np.full((30, 2, 2), 1.0)])
+    lo, _, hi = model.quantiles(cells)
+    assert hi[0, 0] - lo[0, 0] > 2 * excursion[0, 0] > 10.0  # half-widths of at least the excursion
+    assert hi[0, 1] - lo[0, 1] == pytest.approx(2.0)  # the lone outlier: the cell's band
+    assert hi[-1, 0] - lo[-1, 0] == pytest.approx(2.0, abs=0.01)
