@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from engine.baselines import last_finite_mask, origin_level  # noqa: E402
-from engine.calibrate import last_finite  # noqa: E402
+from engine.calibrate import last_finite, robust_sigma  # noqa: E402
 from engine.definitions import ATTRIBUTION  # noqa: E402
 from engine.results import ForecastRun  # noqa: E402
 
@@ -51,9 +51,7 @@ def outlier_starts(obs: np.ndarray, first_step: np.ndarray) -> tuple[np.ndarray,
     and whether the forecast starts nearer it than the level."""
     level = origin_level(obs, axis=1)
     (previous, last), = last_finite(obs, 2)[0].T[None]
-    recent = obs[:, -30:]
-    spread = 1.4826 * np.nanmedian(np.abs(recent - np.nanmedian(recent, 1, keepdims=True)), 1)
-    band = 4 * np.maximum(spread, 0.5)
+    band = 4 * robust_sigma(obs[:, -30:])  # 4 MADs of the last 30 values, at least 2 mm
     outlier = np.abs(last - level) > band
     # the acquisition before also stands beyond the band around the level of the five before the
     # two, on the same side: an excursion of two acquisitions, not one bad epoch
