@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from .errors import InputError
 from .fileio import atomic_path
 from .model import MMSTT, ModelConfig
+from .windows import BASELINE_FITS
 
 FORMAT = "groundcast.mmstt/1"
 MAX_MODEL_BYTES = 1_000_000_000  # float32 weights; GroundCast's own models take a few MB
@@ -31,7 +32,8 @@ MAX_MODEL_BYTES = 1_000_000_000  # float32 weights; GroundCast's own models take
 CONFIG_WHOLE = {"tile_cells": (1, 512), "patch_cells": (1, 64), "context_steps": (1, 2000),
                 "time_patch": (1, 200), "horizon_steps": (1, 2000), "d_model": (1, 2048),
                 "n_heads": (1, 64), "n_layers": (1, 48), "n_prior_continuous": (0, 64),
-                "n_geology_classes": (1, 32768), "n_soil_classes": (1, 32768), "n_baselines": (1, 16)}
+                "n_geology_classes": (1, 32768), "n_soil_classes": (1, 32768),
+                "n_baselines": (1, len(BASELINE_FITS))}
 CONFIG_NUMBERS = {"dropout": (0.0, 0.99), "cell_size_m": (0.0, 1e5), "initial_range_m": (0.0, 1e8)}
 _ZERO_ALLOWED = frozenset({"dropout"})
 

@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--seed", type=int, default=0)
     pretrain.add_argument("--real", nargs="*", default=[], metavar="FILE",
                           help="EGMS files whose history (up to a year before their end) joins the corpus")
+    pretrain.add_argument("--median-on-observations", action="store_true",
+                          help="score the median against the noisy observations, not the synthetic truth")
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return root
@@ -165,7 +167,8 @@ def main(argv=None) -> int:
             if args.regions < 1 or args.steps < 1:
                 raise InputError("--regions and --steps must be at least 1.")
             options = PretrainOptions(regions=args.regions, steps=args.steps, device=args.device,
-                                      seed=args.seed, real=list(args.real))
+                                      seed=args.seed, real=list(args.real),
+                                      median_on_truth=not args.median_on_observations)
             summary = pretrain(args.out, options, progress=progress, log=_log)
             print(f"base model written to {args.out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
         elif args.command == "forecast-tiles":

@@ -6,6 +6,8 @@ LOS vector, or L3 vertical / east-west), cell size, processes and noise are all 
 processes tie to the priors as they do in nature (compaction where the ground is compressible,
 swelling where the soil is clayey, creep on steep weak slopes), but how strongly, and through
 which classes, changes from region to region, so a model must read the priors, not memorise a map.
+Patches whose rate changes once, tied to no map, teach it that the whole history is not always
+the best guide.
 
 Generator configurations are named; `HELD_OUT_CONFIG` never enters pretraining, and neither do
 seeds at or above `HELD_OUT_SEED`, so both can score the base model on regions it never saw.
@@ -29,14 +31,14 @@ HELD_OUT_SEED = 1_000_000
 # How likely each process is in a configuration's regions.
 CONFIGS = {
     "mixed": {"aquifer": 0.5, "swelling": 0.6, "creep": 0.35, "earthquake": 0.2, "thermal": 0.4,
-              "excavation": 0.2, "tectonic": 0.8},
+              "excavation": 0.2, "tectonic": 0.8, "rate_change": 0.5},
     "basin": {"aquifer": 0.9, "swelling": 0.7, "creep": 0.1, "earthquake": 0.05, "thermal": 0.3,
-              "excavation": 0.1, "tectonic": 0.6},
+              "excavation": 0.1, "tectonic": 0.6, "rate_change": 0.4},
     "mountain": {"aquifer": 0.1, "swelling": 0.3, "creep": 0.8, "earthquake": 0.4, "thermal": 0.2,
-                 "excavation": 0.05, "tectonic": 0.9},
+                 "excavation": 0.05, "tectonic": 0.9, "rate_change": 0.5},
     # held out of pretraining: cities, where structures and works dominate
     "urban": {"aquifer": 0.4, "swelling": 0.3, "creep": 0.05, "earthquake": 0.05, "thermal": 0.95,
-              "excavation": 0.9, "tectonic": 0.5},
+              "excavation": 0.9, "tectonic": 0.5, "rate_change": 0.5},
 }
 HELD_OUT_CONFIG = "urban"
 PRETRAIN_CONFIGS = tuple(name for name in CONFIGS if name != HELD_OUT_CONFIG)
@@ -249,6 +251,18 @@ def make_region(seed: int, config: str | None = None) -> Region:
              for _ in range(3)]
         accel = rng.normal(0, 0.4) if rng.random() < 0.3 else 0.0
         processes["tectonic"] = along(*(vi * T3 for vi in v)) + accel * T3**2 / 2
+    # drawn from a stream of its own, so every other draw of a seed stays what it was
+    changes = np.random.default_rng([seed, 1])
+    if changes.random() < odds["rate_change"]:
+        # patches whose rate changes once (works start or stop, a slope reactivates, pumping
+        # moves): a fit over the whole history misses it, the recent rate does not
+        shift = np.zeros((T, H, W), np.float32)
+        for _ in range(changes.integers(1, 4)):
+            patch = smooth_field(changes, (H, W), cell_m, changes.uniform(200, 1500)) > changes.uniform(0.0, 1.0)
+            when, months = changes.uniform(1.0, years), changes.uniform(0.5, 12)
+            ramp = months / 12 * np.logaddexp(0, (T3 - when) / (months / 12))  # a smooth bend of the line
+            shift += changes.normal(0, 8) * patch * ramp
+        processes["rate_change"] = along(up=shift)
     truth = np.zeros((T, H, W), np.float32)
     for name, values in processes.items():
         processes[name] = np.broadcast_to(values, (T, H, W)).astype(np.float32)

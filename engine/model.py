@@ -161,12 +161,24 @@ def unpatchify(x: torch.Tensor, tp: int, p: int, C: int, S: int) -> torch.Tensor
     return x.reshape(B, Tc * tp, C, S, S)
 
 
-def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, quantiles) -> torch.Tensor:
-    """Mean quantile loss of pred [B, Q, H, S, S] against target [B, H, S, S] where mask [B, H, S, S]."""
+def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, quantiles,
+                 median_target: torch.Tensor | None = None, median_mask: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Mean quantile loss of pred [B, Q, H, S, S] against target [B, H, S, S] where mask [B, H, S, S].
+
+    With `median_target` (a noise-free truth, where known) the median is scored against it and the
+    outer quantiles against the observations: the median learns the motion, not its noise, and
+    the band still holds the observations."""
     q = torch.as_tensor(quantiles, dtype=pred.dtype, device=pred.device).view(1, -1, 1, 1, 1)
     err = target[:, None] - pred
-    loss = torch.maximum(q * err, (q - 1) * err).mean(1)
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    loss = torch.maximum(q * err, (q - 1) * err)
+    per_quantile = (loss * mask[:, None]).sum((0, 2, 3, 4)) / mask.sum().clamp(min=1)
+    if median_target is None:
+        return per_quantile.mean()
+    mid = min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
+    centre = 0.5 * (median_target - pred[:, mid]).abs()
+    centre = (centre * median_mask).sum() / median_mask.sum().clamp(min=1)
+    return torch.cat([per_quantile[:mid], centre[None], per_quantile[mid + 1:]]).mean()
 
 
 class CovarianceBias(nn.Module):

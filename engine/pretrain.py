@@ -35,7 +35,7 @@ BASE_NAME = "base.safetensors"
 REAL_HOLDOUT_DAYS = 365  # real files join only up to a year before their end: backtests stay unseen
 
 # The base model's architecture: one year of horizon in its training windows.
-BASE_CONFIG = ModelConfig(horizon_steps=61, context_steps=60, d_model=64, n_heads=4, n_layers=3)
+BASE_CONFIG = ModelConfig(horizon_steps=61, context_steps=60, d_model=64, n_heads=4, n_layers=3, n_baselines=3)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class PretrainOptions:
     seed: int = 0
     device: str = "auto"
     real: list = field(default_factory=list)  # EGMS files whose history joins the corpus
+    median_on_truth: bool = True  # synthetic regions score the median against their noise-free truth
 
 
 @dataclass
@@ -60,6 +61,7 @@ class CorpusArea:
     scale_mm: float
     tiles: list
     source: str
+    truth_mm: np.ndarray | None = None  # [T, Hp, Wp] a synthetic region's noise-free truth, as the area
 
 
 def learning_rate(options: PretrainOptions, step: int) -> float:
@@ -77,7 +79,12 @@ def build_corpus(options: PretrainOptions, config: ModelConfig, progress=None, l
     for seed in range(options.regions):
         check_cancel(progress)
         region = make_region(seed)
-        areas.append(_corpus_area(make_area(region.cube, region.priors, config), config, f"region {seed}"))
+        area = make_area(region.cube, region.priors, config)
+        item = _corpus_area(area, config, f"region {seed}")
+        if options.median_on_truth:
+            item.truth_mm = np.full(area.displacement_mm.shape, np.nan, np.float32)
+            item.truth_mm[:, :area.height, :area.width] = region.truth_mm
+        areas.append(item)
         progress.progress((seed + 1) / max(options.regions, 1), f"building the corpus, region {seed + 1}")
     for path in options.real:
         areas.append(_corpus_area(_real_area(path, config), config, str(path)))
@@ -101,7 +108,10 @@ def _real_area(path, config: ModelConfig) -> Area:
 
 
 def draw_batch(corpus: list[CorpusArea], options: PretrainOptions, config: ModelConfig, step: int, rank: int):
-    """The batch of one step on one rank: a few areas of one cell size, a few tiles and origins in each."""
+    """The batch of one step on one rank: a few areas of one cell size, a few tiles and origins in each.
+
+    Returns the inputs, the observed targets and their mask, and the median's targets and mask:
+    a synthetic region's truth, or the observations where no truth is known."""
     rng = np.random.default_rng([options.seed, step, rank])
     sizes = sorted({a.area.cell_size_m for a in corpus})
     size = sizes[rng.integers(len(sizes))]
@@ -113,12 +123,14 @@ def draw_batch(corpus: list[CorpusArea], options: PretrainOptions, config: Model
         T = len(item.area.dates)
         tiles = [item.tiles[i] for i in rng.integers(len(item.tiles), size=per_area)]
         anchors = rng.integers(MIN_HISTORY_STEPS, T - 1, size=per_area)
-        batch, target = make_batch(item.area, tiles, anchors, config, item.scale_mm, True)
+        batch, target = make_batch(item.area, tiles, anchors, config, item.scale_mm, True, item.truth_mm)
         inputs.append(batch)
         targets.append(target)
     goal = np.concatenate([t.target for t in targets])
     mask = np.concatenate([t.target_mask for t in targets])
-    return Batch.concat(inputs), goal, mask
+    truth = np.concatenate([t.target if t.truth is None else t.truth for t in targets])
+    truth_mask = np.concatenate([t.target_mask if t.truth is None else t.truth_mask for t in targets])
+    return Batch.concat(inputs), goal, mask, truth, truth_mask
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -213,12 +225,14 @@ def pretrain(out_dir, options: PretrainOptions, config: ModelConfig = BASE_CONFI
         torch.manual_seed(hash((options.seed, step, rank)) % 2**31)  # dropout, reproducible per step
         for group in opt.param_groups:
             group["lr"] = learning_rate(options, step)
-        inputs, goal, mask = draw_batch(corpus, options, config, step, rank)
+        inputs, goal, mask, truth, truth_mask = draw_batch(corpus, options, config, step, rank)
         batch = inputs.to(device)
         target, seen = torch.as_tensor(goal).to(device), torch.as_tensor(mask).to(device)
+        truth, truth_mask = torch.as_tensor(truth).to(device), torch.as_tensor(truth_mask).to(device)
         net.train()
         coords = grid_coords_m(config.tile_cells, batch.cell_size_m).to(device)
-        loss = training_loss(net, model, batch, target, seen, options.variography_weight, coords, amp)
+        loss = training_loss(net, model, batch, target, seen, options.variography_weight, coords, amp,
+                             truth, truth_mask)
         optimizer_step(opt, model, loss)
         value = float(loss.detach())
         recent.append(value)

@@ -53,12 +53,14 @@ def variography_field(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return ((change - mean) / (std + 1e-3)) * m, seen
 
 
-def training_loss(net, model: MMSTT, batch, target, mask, variography_weight: float, coords, amp: bool):
-    """Pinball loss of the quantiles, plus the kernel's likelihood of the context's field so its
-    range is identified. `net` runs the forward pass (the model itself, or its DDP wrapper)."""
+def training_loss(net, model: MMSTT, batch, target, mask, variography_weight: float, coords, amp: bool,
+                  truth=None, truth_mask=None):
+    """Pinball loss of the quantiles (the median against `truth` where one is given), plus the
+    kernel's likelihood of the context's field so its range is identified. `net` runs the
+    forward pass (the model itself, or its DDP wrapper)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         pred = net(batch)
-    loss = pinball_loss(pred.float(), target, mask, model.config.quantiles)
+    loss = pinball_loss(pred.float(), target, mask, model.config.quantiles, truth, truth_mask)
     if variography_weight:
         values, seen = variography_field(batch)
         if seen.sum() > 8:

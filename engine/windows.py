@@ -19,6 +19,10 @@ from .model import Batch, ModelConfig, time_features
 from .store import chunk_values
 
 LOOKBACK_STEPS = 122  # two years of history for the per-window time-function baseline
+# The window baselines: (epochs of history, seasonal terms). K0 follows the last two years, K1 the
+# last year's rate, K2 (models with three baselines) every epoch of the last five years, as steady
+# as the whole series allows; the network learns which to trust where.
+BASELINE_FITS = ((LOOKBACK_STEPS, True), (61, False), (305, True))
 MIN_HISTORY_STEPS = 61  # an origin needs a year of history
 TILE_OVERLAP = 4
 SCALE_SAMPLE_CELLS = 250_000  # cells the area's scale is measured on, at most
@@ -133,32 +137,37 @@ def sample_tiles(tiles: list, n: int, seed: int) -> list:
     return [tiles[i] for i in pick]
 
 
-def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int) -> np.ndarray:
-    """[B, K=2, H, S, S] baseline increments from the level, fitted on hist [B, Lb, S, S].
+def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int,
+                     n_baselines: int = 2) -> np.ndarray:
+    """[B, K, H, S, S] baseline increments from the level, fitted on hist [B, Lb, S, S].
 
-    K0: offset + velocity + annual + semi-annual over the whole lookback (MintPy-style);
-    K1: offset + velocity over the last year only, which follows recent changes of rate.
+    The first K of BASELINE_FITS: offset + velocity (+ annual + semi-annual, MintPy-style) over
+    the last n epochs of hist (all of it, when shorter).
     """
+    if not 1 <= n_baselines <= len(BASELINE_FITS):
+        raise ValueError(f"{n_baselines} baselines asked for; there are {len(BASELINE_FITS)}")
     B, Lb, S, _ = hist.shape
     t = (np.arange(Lb) - Lb) * STEP_DAYS / DAYS_PER_YEAR  # years before the origin
     tf = np.arange(horizon_steps) * STEP_DAYS / DAYS_PER_YEAR
-    out = np.zeros((B, 2, horizon_steps, S, S), np.float32)
-    y = hist.reshape(B, Lb, S * S).transpose(0, 2, 1)  # [B, N, Lb]
+    out = np.zeros((B, n_baselines, horizon_steps, S, S), np.float32)
+    y = hist.reshape(B, Lb, S * S).transpose(0, 2, 1).reshape(B * S * S, Lb)  # [cells, Lb]
     w = np.isfinite(y)
     y = np.where(w, y, 0.0)
-    for k, (recent, seasonal) in enumerate(((Lb, True), (61, False))):
+    for k, (recent, seasonal) in enumerate(BASELINE_FITS[:n_baselines]):
         function = TimeFunction(annual=seasonal, semiannual=seasonal)
-        A, Af = function.design_years(t), function.design_years(tf)
-        wk = w.copy()
-        wk[..., : Lb - recent] = False
-        AtA = np.einsum("lk,bnl,lj->bnkj", A, wk, A)
+        first = max(Lb - recent, 0)
+        A, Af = function.design_years(t[first:]), function.design_years(tf)
+        n_terms = A.shape[1]
+        wk, yk = w[:, first:].astype(np.float64), y[:, first:]
+        # every cell's normal equations as two matrix products (einsum over cells is ~20x slower)
+        AtA = (wk @ (A[:, :, None] * A[:, None, :]).reshape(-1, n_terms**2)).reshape(-1, n_terms, n_terms)
         # shrink seasonal and rate terms towards zero where data are thin (ridge, not the offset)
-        ridge = np.full(A.shape[1], 1.0)
+        ridge = np.full(n_terms, 1.0)
         ridge[0] = 1e-6
         AtA = AtA + np.diag(ridge)
-        Aty = np.einsum("lk,bnl->bnk", A, y * wk)
-        coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]  # [B, N, K]
-        pred = np.einsum("hk,bnk->bnh", Af, coef).transpose(0, 2, 1).reshape(B, horizon_steps, S, S)
+        Aty = (yk * wk) @ A
+        coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]  # [cells, terms]
+        pred = (coef @ Af.T).reshape(B, S * S, horizon_steps).transpose(0, 2, 1).reshape(B, horizon_steps, S, S)
         enough = wk.sum(-1).reshape(B, 1, S, S) >= 6
         out[:, k] = np.where(enough, pred - level[:, None], 0.0)
     return out
@@ -171,17 +180,22 @@ class Targets:
     level_mm: np.ndarray  # [B, S, S] the origin's level
     target: np.ndarray | None = None  # [B, H, S, S] change from the level / scale, 0 where unobserved
     target_mask: np.ndarray | None = None  # [B, H, S, S] bool
+    truth: np.ndarray | None = None  # [B, H, S, S] the same from a noise-free truth, when one is known
+    truth_mask: np.ndarray | None = None
 
 
 def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
-               with_target: bool) -> tuple[Batch, Targets]:
-    """Model inputs for a list of (row, col) tiles at forecast origins `anchors` (epoch indices)."""
+               with_target: bool, truth_mm: np.ndarray | None = None) -> tuple[Batch, Targets]:
+    """Model inputs for a list of (row, col) tiles at forecast origins `anchors` (epoch indices).
+
+    `truth_mm` [T, Hp, Wp] (a synthetic region's noise-free truth) adds `Targets.truth`."""
     S, L, H = config.tile_cells, config.context_steps, config.horizon_steps
     T = len(area.dates)
-    Lb = max(LOOKBACK_STEPS, L)
+    Lb = max(max(n for n, _ in BASELINE_FITS[:config.n_baselines]), L)
     n = len(tiles)
     look = np.full((n, Lb, S, S), np.nan, np.float32)
     target = np.full((n, H, S, S), np.nan, np.float32)
+    clean = np.full((n, H, S, S), np.nan, np.float32) if truth_mm is not None else None
     tfeat = np.zeros((n, L + H, 5), np.float32)
     for i, ((r, c), a) in enumerate(zip(tiles, anchors)):
         lo = max(a - Lb, 0)
@@ -189,10 +203,12 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
         if with_target:
             hi = min(a + H, T)
             target[i, : hi - a] = area.displacement_mm[a:hi, r : r + S, c : c + S]
+            if clean is not None:
+                clean[i, : hi - a] = truth_mm[a:hi, r : r + S, c : c + S]
         tfeat[i] = time_features(forecast_dates(area.dates, a - L, L + H))
     level = origin_level(look[:, -MIN_HISTORY_STEPS:], axis=1)
     hist = look[:, -L:] - level[:, None]
-    baselines = window_baselines(look, level, H)
+    baselines = window_baselines(look, level, H, config.n_baselines)
     rows = [r for r, _ in tiles]
     cols = [c for _, c in tiles]
     idx = (
@@ -213,6 +229,9 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
     if with_target:
         goal = (target - level[:, None]) / scale_mm
         targets.target, targets.target_mask = np.nan_to_num(goal, nan=0.0), np.isfinite(goal)
+        if clean is not None:
+            goal = (clean - level[:, None]) / scale_mm
+            targets.truth, targets.truth_mask = np.nan_to_num(goal, nan=0.0), np.isfinite(goal)
     return batch, targets
 
 

@@ -30,15 +30,20 @@ def card(summary: dict, digest: str, size: int, hardware: str, bench: str, bench
     shape = (f"d_model {config['d_model']}, {config['n_layers']} layers, "
              f"{config['n_heads']} heads, tiles of "
              f"{config['tile_cells']} cells, context {config['context_steps']} and horizon "
-             f"{config['horizon_steps']} steps of 6 days")
+             f"{config['horizon_steps']} steps of 6 days, {config.get('n_baselines', 2)} window baselines "
+             f"(engine.windows.BASELINE_FITS)")
     schedule = (f"{summary['steps']} of {options['batch_tiles']} tiles "
                 f"({options['regions_per_batch']} areas a batch), AdamW, learning rate "
                 f"{options['learning_rate']} with warm-up and cosine decay, seed {options['seed']}")
-    loss = (f"pinball (5/50/95 %) + {options['variography_weight']} × the covariance kernel's "
+    median = ("the median against the synthetic regions' noise-free truth (the observations on the real "
+              "files), the 5 % and 95 % against the observations" if options.get("median_on_truth") else
+              "every quantile against the observations")
+    loss = (f"pinball (5/50/95 %; {median}) + {options['variography_weight']} × the covariance kernel's "
             f"Gaussian-process likelihood; mean over the first 50 steps {losses[0]['mean_loss']:.3f}, "
             f"over the last 50 {losses[-1]['mean_loss']:.3f}")
     command = (f"python -m engine pretrain --out OUT --regions {options['regions']} "
                f"--steps {summary['steps']} --seed {options['seed']} --device cpu"
+               + ("" if options.get("median_on_truth") else " --median-on-observations")
                + (" --real " + " ".join(Path(p).name for p in real) if real else ""))
     bench_args = (" --bench " + " ".join(str(f) for f in bench_files)) if bench_files else ""
     return f"""# GroundCast base model
@@ -64,7 +69,7 @@ or ignores it (`--model scratch`).
   point density and clustering, L2b line of sight or L3 vertical / east-west, cells of 50–200 m;
   aquifer compaction (Terzaghi-like, pumping that starts, stops, rebounds), soil swelling, wet-season
   slope creep, co-seismic steps with post-seismic relaxation, thermal dilation, excavation and tunnelling
-  bowls, tectonic trends and accelerations; white noise of 1–5 mm per point, correlated atmosphere of
+  bowls, tectonic trends and accelerations, patches whose rate changes once; white noise of 1–5 mm per point, correlated atmosphere of
   0.5–3 mm over 1–10 km, missing points and epochs, 12-day sampling early on, gaps of weeks. How strongly
   the motion follows the prior maps changes from region to region.
 - Real EGMS files as self-supervised windows, each only up to {365} days before its end, so the

@@ -310,6 +310,7 @@ def test_a_huge_checkpoint_config_is_refused_before_allocating(tmp_path, values,
     ({"patch_cells": 0}, "patch_cells is 0; it must be a whole number from 1"),
     ({"n_heads": 0}, "n_heads is 0; it must be a whole number from 1"),
     ({"d_model": 64, "n_heads": 5}, "d_model 64 is not a multiple of n_heads 5"),
+    ({"n_baselines": 4}, "n_baselines is 4; it must be a whole number from 1 to 3"),
     ({"cell_size_m": float("nan")}, "cell_size_m is nan"),
     ({"tile_cells": "16"}, "tile_cells is '16'"),
 ])

@@ -15,7 +15,7 @@ import pytest
 
 from engine.corpus import CONFIGS, HELD_OUT_CONFIG, HELD_OUT_SEED, PRETRAIN_CONFIGS, make_region
 from engine.errors import Cancelled, InputError
-from engine.pretrain import PretrainOptions, build_corpus, pretrain
+from engine.pretrain import BASE_CONFIG, PretrainOptions, build_corpus, draw_batch, pretrain
 from engine.run import base_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def region_with(process: str):
 
 
 @pytest.mark.parametrize("process", ["aquifer", "swelling", "creep", "earthquake", "thermal", "excavation",
-                                     "tectonic"])
+                                     "tectonic", "rate_change"])
 def test_each_process_shows_in_its_regions_truth(process):
     region = region_with(process)
     share = region.processes[process]
@@ -110,6 +110,26 @@ def test_two_gloo_ranks_hold_identical_weights(tmp_path):
     summary = json.loads((tmp_path / "pretrain.json").read_text())
     digests = summary["weights_sha256_by_rank"]
     assert summary["world_size"] == 2 and len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_synthetic_regions_score_the_median_against_their_truth():
+    """The median's targets are the noise-free truth of each synthetic region (observations only
+    where no truth is known); switched off, they are the observations themselves."""
+    options = PretrainOptions(regions=2, batch_tiles=4, regions_per_batch=2)
+    corpus = build_corpus(options, BASE_CONFIG)
+    region = make_region(0)
+    item = corpus[0]
+    H, W = region.truth_mm.shape[1:]
+    assert np.array_equal(item.truth_mm[:, :H, :W], region.truth_mm, equal_nan=True)
+    _, goal, mask, truth, truth_mask = draw_batch(corpus, options, BASE_CONFIG, step=0, rank=0)
+    both = mask & truth_mask
+    assert both.sum() > 100
+    # observations are truth plus noise: the two targets differ by about the noise, never more than it
+    noise = np.std((goal - truth)[both])
+    assert 0.02 < noise < 2.0  # in units of the area's scale
+    plain = PretrainOptions(regions=2, batch_tiles=4, regions_per_batch=2, median_on_truth=False)
+    _, goal, mask, truth, truth_mask = draw_batch(build_corpus(plain, BASE_CONFIG), plain, BASE_CONFIG, 0, 0)
+    assert np.array_equal(goal, truth) and np.array_equal(mask, truth_mask)
 
 
 def test_the_corpus_uses_no_held_out_seed():

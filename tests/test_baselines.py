@@ -211,3 +211,32 @@ def test_time_function_design_columns():
         dates, dates[0])
     np.testing.assert_allclose(design[:, 1], [0.0, 182 / 365.25, 366 / 365.25])
     np.testing.assert_array_equal(design[:, 2], [0.0, 1.0, 1.0])  # on the step date counts as after
+
+
+def test_window_baselines_fit_their_own_spans():
+    """K0 sees the last two years, K1 the last year's line, K2 five years: on a steady trend with
+    seasons and noise the five-year fit lands nearest the truth, and each ignores what lies before
+    its span."""
+    from engine.windows import BASELINE_FITS, window_baselines
+
+    rng = np.random.default_rng(4)
+    n_cells, lb, horizon = 64, 305, 61
+    t = (np.arange(lb + horizon) - lb) * 6 / 365.25
+    truth = -6.0 * t + 4.0 * np.sin(2 * np.pi * t) + 1.5 * np.cos(4 * np.pi * t)
+    hist = truth[None, :lb] + rng.normal(0, 3.0, (n_cells, lb))
+    level = np.median(hist[:, -61:] - truth[None, lb - 61:lb], axis=1) + truth[lb - 1]
+    cells = hist[:, :, None, None].astype(np.float32)
+    level = level[:, None, None].astype(np.float32)
+    out = window_baselines(cells, level, horizon, n_baselines=3)
+    assert out.shape == (n_cells, 3, horizon, 1, 1)
+    forecast = out[:, :, :, 0, 0] + level.reshape(-1, 1, 1)
+    error = np.sqrt(np.mean((forecast - truth[None, None, lb:]) ** 2, axis=(0, 2)))
+    assert error[2] < 0.8 * error[0] and error[2] < error[1]
+    # what lies before a fit's span does not move it
+    spoiled = hist.copy()
+    spoiled[:, : lb - BASELINE_FITS[0][0]] += 50.0
+    again = window_baselines(spoiled[:, :, None, None].astype(np.float32), level, horizon, n_baselines=3)
+    assert np.allclose(again[:, :2], out[:, :2], atol=1e-3)
+    assert not np.allclose(again[:, 2], out[:, 2], atol=1.0)
+    with pytest.raises(ValueError):
+        window_baselines(cells, level, horizon, n_baselines=len(BASELINE_FITS) + 1)

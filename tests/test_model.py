@@ -221,3 +221,24 @@ def test_param_groups_keep_kernel_scalars_out_of_weight_decay():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert any(p is model.cov.log_range for p in no_decay["params"])
     assert any(p is model.blocks[0].qkv.weight for p in decay["params"])
+
+
+def test_pinball_loss_scores_the_median_against_its_own_target():
+    torch.manual_seed(0)
+    quantiles = (0.05, 0.5, 0.95)
+    pred = torch.randn(2, 3, 4, 8, 8).sort(1).values.requires_grad_()
+    observed, mask = torch.randn(2, 4, 8, 8), torch.rand(2, 4, 8, 8) > 0.2
+    plain = pinball_loss(pred, observed, mask, quantiles)
+    assert torch.isclose(plain, pinball_loss(pred, observed, mask, quantiles, observed, mask))
+    truth = observed + 0.5 * torch.randn_like(observed)
+    loss = pinball_loss(pred, observed, mask, quantiles, truth, torch.ones_like(mask))
+    loss.backward()
+    grad_truth = pred.grad.clone()
+    pred.grad = None
+    plain.backward()
+    # the outer quantiles learn from the observations alone; the median from the truth
+    assert torch.equal(grad_truth[:, [0, 2]], pred.grad[:, [0, 2]])
+    assert not torch.allclose(grad_truth[:, 1], pred.grad[:, 1])
+    assert torch.isclose(loss, (pinball_loss(pred, observed, mask, quantiles) * 3
+                                - pinball_loss(pred[:, 1:2], observed, mask, (0.5,))
+                                + pinball_loss(pred[:, 1:2], truth, torch.ones_like(mask), (0.5,))) / 3)
