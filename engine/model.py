@@ -60,7 +60,7 @@ class ModelConfig:
     n_prior_continuous: int = 5     # C, e.g. elevation, slope, sin/cos aspect, known-mask
     n_geology_classes: int = CLASS_ROWS  # embedding rows: the class-name vocabulary; row 0 = no map
     n_soil_classes: int = CLASS_ROWS
-    n_baselines: int = 2            # K, e.g. time-function fit and persistence
+    n_baselines: int = 2            # K: the first K of engine.windows.BASELINE_FITS
     cell_size_m: float = 100.0      # the cells a batch is in when it does not say (Batch.cell_size_m)
     kernel: str = "exponential"     # or "matern32"
     initial_range_m: float = 1000.0
