@@ -258,7 +258,8 @@ def make_region(seed: int, config: str | None = None) -> Region:
         # moves): a fit over the whole history misses it, the recent rate does not
         shift = np.zeros((T, H, W), np.float32)
         for _ in range(changes.integers(1, 4)):
-            patch = smooth_field(changes, (H, W), cell_m, changes.uniform(200, 1500)) > changes.uniform(0.0, 1.0)
+            length = changes.uniform(200, 1500)
+            patch = smooth_field(changes, (H, W), cell_m, length) > changes.uniform(0.0, 1.0)
             when, months = changes.uniform(1.0, years), changes.uniform(0.5, 12)
             ramp = months / 12 * np.logaddexp(0, (T3 - when) / (months / 12))  # a smooth bend of the line
             shift += changes.normal(0, 8) * patch * ramp

@@ -35,7 +35,8 @@ BASE_NAME = "base.safetensors"
 REAL_HOLDOUT_DAYS = 365  # real files join only up to a year before their end: backtests stay unseen
 
 # The base model's architecture: one year of horizon in its training windows.
-BASE_CONFIG = ModelConfig(horizon_steps=61, context_steps=60, d_model=64, n_heads=4, n_layers=3, n_baselines=3)
+BASE_CONFIG = ModelConfig(horizon_steps=61, context_steps=60, d_model=64, n_heads=4, n_layers=3,
+                          n_baselines=3)
 
 
 @dataclass

@@ -167,7 +167,8 @@ def window_baselines(hist: np.ndarray, level: np.ndarray, horizon_steps: int,
         AtA = AtA + np.diag(ridge)
         Aty = (yk * wk) @ A
         coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]  # [cells, terms]
-        pred = (coef @ Af.T).reshape(B, S * S, horizon_steps).transpose(0, 2, 1).reshape(B, horizon_steps, S, S)
+        pred = (coef @ Af.T).reshape(B, S * S, horizon_steps).transpose(0, 2, 1)
+        pred = pred.reshape(B, horizon_steps, S, S)
         enough = wk.sum(-1).reshape(B, 1, S, S) >= 6
         out[:, k] = np.where(enough, pred - level[:, None], 0.0)
     return out

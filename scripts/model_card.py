@@ -69,9 +69,9 @@ or ignores it (`--model scratch`).
   point density and clustering, L2b line of sight or L3 vertical / east-west, cells of 50–200 m;
   aquifer compaction (Terzaghi-like, pumping that starts, stops, rebounds), soil swelling, wet-season
   slope creep, co-seismic steps with post-seismic relaxation, thermal dilation, excavation and tunnelling
-  bowls, tectonic trends and accelerations, patches whose rate changes once; white noise of 1–5 mm per point, correlated atmosphere of
-  0.5–3 mm over 1–10 km, missing points and epochs, 12-day sampling early on, gaps of weeks. How strongly
-  the motion follows the prior maps changes from region to region.
+  bowls, tectonic trends and accelerations, patches whose rate changes once; white noise of 1–5 mm per
+  point, correlated atmosphere of 0.5–3 mm over 1–10 km, missing points and epochs, 12-day sampling
+  early on, gaps of weeks. How strongly the motion follows the prior maps changes from region to region.
 - Real EGMS files as self-supervised windows, each only up to {365} days before its end, so the
   backtests below score a year the model never saw: {', '.join(Path(p).name for p in real) or 'none'}.
   {ATTRIBUTION}.
