@@ -161,6 +161,11 @@ def unpatchify(x: torch.Tensor, tp: int, p: int, C: int, S: int) -> torch.Tensor
     return x.reshape(B, Tc * tp, C, S, S)
 
 
+def median_index(quantiles) -> int:
+    """Position of the median (the quantile nearest 0.5) in `quantiles`."""
+    return min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
+
+
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, quantiles,
                  median_target: torch.Tensor | None = None, median_mask: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -175,7 +180,7 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, q
     per_quantile = (loss * mask[:, None]).sum((0, 2, 3, 4)) / mask.sum().clamp(min=1)
     if median_target is None:
         return per_quantile.mean()
-    mid = min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
+    mid = median_index(quantiles)
     centre = 0.5 * (median_target - pred[:, mid]).abs()
     centre = (centre * median_mask).sum() / median_mask.sum().clamp(min=1)
     return torch.cat([per_quantile[:mid], centre[None], per_quantile[mid + 1:]]).mean()
@@ -277,7 +282,7 @@ class MMSTT(nn.Module):
         super().__init__()
         self.config = c = config
         d, p, tp, Q, K = c.d_model, c.patch_cells, c.time_patch, len(c.quantiles), c.n_baselines
-        self.mid = min(range(Q), key=lambda i: abs(c.quantiles[i] - 0.5))
+        self.mid = median_index(c.quantiles)
         self.hist_in = nn.Linear(2 * tp * p * p, d)              # values and mask of one token
         self.prior_in = nn.Linear(c.n_prior_continuous * p * p, d)
         self.geology = nn.Embedding(c.n_geology_classes, d)

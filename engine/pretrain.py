@@ -28,7 +28,7 @@ from .fileio import atomic_path
 from .model import MMSTT, Batch, ModelConfig, grid_coords_m
 from .progress import NullProgress, check_cancel
 from .train import optimizer_step, pick_device, training_loss
-from .windows import MIN_HISTORY_STEPS, Area, area_scale_mm, make_area, make_batch, occupied_tiles
+from .windows import MIN_HISTORY_STEPS, Area, area_scale_mm, make_area, make_batch, occupied_tiles, padded
 
 STATE_NAME = "pretrain_state.safetensors"
 BASE_NAME = "base.safetensors"
@@ -83,8 +83,7 @@ def build_corpus(options: PretrainOptions, config: ModelConfig, progress=None, l
         area = make_area(region.cube, region.priors, config)
         item = _corpus_area(area, config, f"region {seed}")
         if options.median_on_truth:
-            item.truth_mm = np.full(area.displacement_mm.shape, np.nan, np.float32)
-            item.truth_mm[:, :area.height, :area.width] = region.truth_mm
+            item.truth_mm = padded(region.truth_mm, area.displacement_mm.shape[1:])
         areas.append(item)
         progress.progress((seed + 1) / max(options.regions, 1), f"building the corpus, region {seed + 1}")
     for path in options.real:

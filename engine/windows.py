@@ -60,6 +60,13 @@ class Area:
         )
 
 
+def padded(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """[T, H, W] values in the top-left corner of a no-data (NaN) float32 [T, *shape] array."""
+    out = np.full((len(values), *shape), np.nan, np.float32)
+    out[:, : values.shape[1], : values.shape[2]] = values
+    return out
+
+
 def make_area(cube, priors, config: ModelConfig) -> Area:
     """Stack the cube and priors into model inputs, padded with no-data to at least one tile."""
     T, H, W = cube.displacement_mm.shape
@@ -67,8 +74,7 @@ def make_area(cube, priors, config: ModelConfig) -> Area:
     if (Hp, Wp) == (H, W) and cube.displacement_mm.dtype == np.float32:
         disp = cube.displacement_mm  # read only from here on: no copy of a large cube
     else:
-        disp = np.full((T, Hp, Wp), np.nan, np.float32)
-        disp[:, :H, :W] = cube.displacement_mm
+        disp = padded(cube.displacement_mm, (Hp, Wp))
     elev = priors.elevation_m.astype(np.float64)
     known = np.isfinite(elev)
     z = (elev - np.nanmean(elev)) / (np.nanstd(elev) + 1e-6) if known.any() else np.zeros_like(elev)
