@@ -62,6 +62,21 @@ def outlier_starts(obs: np.ndarray, first_step: np.ndarray) -> tuple[np.ndarray,
     return outlier, run_, led
 
 
+def reversals(velocity, stderr, level, change, seasonal, q05, q95, years: float):
+    """Per point ([N] each): whether its trend is significant (|velocity| > 3 standard errors); whether
+    the forecast's change over `years` turns against it (> 0.5 mm the other way); whether its own
+    trend-and-season fit's change (`seasonal`) turns too; whether the 5-95 % band [q05, q95] leaves out
+    the trend carried on from the level (the forecast then says the trend stops or turns)."""
+    significant = np.abs(velocity) > 3 * stderr
+    reversed_ = significant & (np.sign(change) == -np.sign(velocity)) & (np.abs(change) > 0.5)
+    # where the point's own fit reverses too, the season the data show outweighs the trend over
+    # these days (a December origin, a June end)
+    seasonal_reversal = reversed_ & (np.sign(seasonal) == -np.sign(velocity)) & (np.abs(seasonal) > 0.5)
+    continued = level + velocity * years
+    excluded = reversed_ & ((continued < q05) | (continued > q95))
+    return significant, reversed_, seasonal_reversal, excluded
+
+
 def judge(run: ForecastRun, days: int) -> dict:
     dates_obs, dates_fc = run.series_dates
     obs = run.series_values("obs_mm")
@@ -70,27 +85,31 @@ def judge(run: ForecastRun, days: int) -> dict:
     level = origin_level(obs, axis=1)
     step = int(np.argmin(np.abs((dates_fc - dates_obs[-1]).astype(int) - days)))
     change = q50[:, step] - level
-    significant = np.abs(velocity) > 3 * stderr
-    reversed_ = significant & (np.sign(change) == -np.sign(velocity)) & (np.abs(change) > 0.5)
-    # the point's own trend-and-season fit over its whole history: where it reverses too, the
-    # season the data show outweighs the trend over these days (a December origin, a June end)
     seasonal = run.series_values("timefn_mm")[:, step] - level
-    seasonal_reversal = reversed_ & (np.sign(seasonal) == -np.sign(velocity)) & (np.abs(seasonal) > 0.5)
+    q05, q95 = (run.series_values(key)[:, step] for key in ("q05_mm", "q95_mm"))
+    years = (dates_fc[step] - dates_obs[-1]).astype(float) / YEAR
+    significant, reversed_, seasonal_reversal, excluded = reversals(
+        velocity, stderr, level, change, seasonal, q05, q95, years)
+    against = reversed_ & ~seasonal_reversal
     outlier, run_, led = outlier_starts(obs, q50[:, 0])
     return {"points": int(len(obs)), "significant_trends": int(significant.sum()),
             "reversed_at_days": int(reversed_.sum()), "days": days,
             "reversed_as_the_points_own_season_does": int(seasonal_reversal.sum()),
-            "reversed_against_trend_and_season": int((reversed_ & ~seasonal_reversal).sum()),
+            "reversed_against_trend_and_season": int(against.sum()),
+            "reversed_against_trend_and_season_by_over_1_mm": int((against & (np.abs(change) > 1)).sum()),
+            "reversed_against_trend_and_season_by_over_2_mm": int((against & (np.abs(change) > 2)).sum()),
+            "reversed_with_the_band_leaving_out_the_trend_carried_on": int(excluded.sum()),
             "reversed_with_speed_over_3_mm_yr": int((reversed_ & (np.abs(velocity) > 3)).sum()),
             "outlying_last_epochs": int(outlier.sum()), "forecasts_starting_at_the_outlier": int(led.sum()),
             "outlying_alone": int((outlier & ~run_).sum()),
             "forecasts_starting_at_a_lone_outlier": int((led & ~run_).sum()),
             "outlying_in_a_run_of_two_acquisitions": int(run_.sum()),
             "forecasts_starting_at_a_run": int((led & run_).sum()),
-            "velocity": velocity, "reversed": reversed_}
+            "velocity": velocity, "reversed": reversed_, "excluded": excluded, "change": change}
 
 
-def draw(run: ForecastRun, velocity: np.ndarray, path: Path, seed: int = 0) -> None:
+def draw(run: ForecastRun, velocity: np.ndarray, picks, title: str, path: Path) -> None:
+    """The series of the points at `picks` (at most 40), with history, forecast and band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,18 +117,26 @@ def draw(run: ForecastRun, velocity: np.ndarray, path: Path, seed: int = 0) -> N
 
     from engine.outputs import plot_series
 
-    fastest = np.argsort(-np.abs(np.nan_to_num(velocity)))[:20]
-    rng = np.random.default_rng(seed)
-    rest = np.setdiff1d(np.arange(run.n_points), fastest)
-    picks = list(fastest) + list(rng.choice(rest, size=min(20, len(rest)), replace=False))
-    fig, axes = plt.subplots(8, 5, figsize=(20, 22), sharex=True)
+    picks = list(picks)[:40]
+    n_rows = max(1, -(-len(picks) // 5))
+    fig, axes = plt.subplots(n_rows, 5, figsize=(20, 2.75 * n_rows), sharex=True, squeeze=False)
+    for ax in axes.ravel()[len(picks):]:
+        ax.set_visible(False)
     for ax, index in zip(axes.ravel(), picks):
         plot_series(ax, run.series(int(index)), legend=False)
         ax.set_title(f"{run.pids[index]} ({velocity[index]:+.1f} mm/yr)", fontsize=8)
-    fig.suptitle("20 fastest-moving points (top four rows) and 20 random points")
+    fig.suptitle(title)
     fig.text(0.99, 0.002, ATTRIBUTION, ha="right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def fastest_and_random(velocity: np.ndarray, seed: int = 0) -> list:
+    """The 20 fastest-moving points, then 20 others at random."""
+    fastest = np.argsort(-np.abs(np.nan_to_num(velocity)))[:20]
+    rest = np.setdiff1d(np.arange(len(velocity)), fastest)
+    return list(fastest) + list(np.random.default_rng(seed).choice(rest, size=min(20, len(rest)), replace=False))
 
 
 def main(argv=None) -> int:
@@ -122,8 +149,15 @@ def main(argv=None) -> int:
     result = judge(run, args.days)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    draw(run, result.pop("velocity"), out / "series.png")
+    velocity, excluded, change = (result.pop(key) for key in ("velocity", "excluded", "change"))
     result.pop("reversed")
+    draw(run, velocity, fastest_and_random(velocity),
+         "20 fastest-moving points (top four rows) and 20 random points", out / "series.png")
+    turned = np.flatnonzero(excluded)
+    if len(turned):
+        draw(run, velocity, turned[np.argsort(-np.abs(change[turned]))],
+             f"Significant trends whose {args.days}-day band leaves out the trend carried on, largest change first",
+             out / "reversals.png")
     (out / "believable.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0

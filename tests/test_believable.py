@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.believable import outlier_starts
+from bench.believable import outlier_starts, reversals
 
 
 def test_outlier_starts_counts_lone_outliers_and_runs_apart():
@@ -22,3 +22,21 @@ def test_outlier_starts_counts_lone_outliers_and_runs_apart():
     assert outlier.tolist() == [True, True, True, False]
     assert run_.tolist() == [False, False, True, False]
     assert led.tolist() == [False, True, True, False]
+
+
+def test_reversals_tell_the_season_and_the_band_apart():
+    # four points subsiding at 6 mm/yr (standard error 0.5), forecast half a year ahead from level 0
+    velocity, stderr, level = np.full(4, -6.0), np.full(4, 0.5), np.zeros(4)
+    change = np.array([-3.0, 2.0, 2.0, 4.0])  # continues; rises; rises as its season does; rises, band narrow
+    seasonal = np.array([-3.0, -1.0, 1.5, -2.0])
+    q05 = np.array([-9.0, -6.0, -6.0, 2.0])
+    q95 = np.array([3.0, 8.0, 8.0, 6.0])
+    significant, reversed_, seasonal_reversal, excluded = reversals(
+        velocity, stderr, level, change, seasonal, q05, q95, 0.5)
+    assert significant.all()
+    assert reversed_.tolist() == [False, True, True, True]
+    assert seasonal_reversal.tolist() == [False, False, True, False]
+    # only the last band leaves out -3 mm, the trend carried on
+    assert excluded.tolist() == [False, False, False, True]
+    # a trend within its noise is never counted
+    assert not reversals(velocity, np.full(4, 5.0), level, change, seasonal, q05, q95, 0.5)[1].any()
