@@ -136,7 +136,8 @@ def fastest_and_random(velocity: np.ndarray, seed: int = 0) -> list:
     """The 20 fastest-moving points, then 20 others at random."""
     fastest = np.argsort(-np.abs(np.nan_to_num(velocity)))[:20]
     rest = np.setdiff1d(np.arange(len(velocity)), fastest)
-    return list(fastest) + list(np.random.default_rng(seed).choice(rest, size=min(20, len(rest)), replace=False))
+    others = np.random.default_rng(seed).choice(rest, size=min(20, len(rest)), replace=False)
+    return list(fastest) + list(others)
 
 
 def main(argv=None) -> int:
@@ -156,7 +157,8 @@ def main(argv=None) -> int:
     turned = np.flatnonzero(excluded)
     if len(turned):
         draw(run, velocity, turned[np.argsort(-np.abs(change[turned]))],
-             f"Significant trends whose {args.days}-day band leaves out the trend carried on, largest change first",
+             f"Significant trends whose {args.days}-day band leaves out the trend carried on, "
+             "largest change first",
              out / "reversals.png")
     (out / "believable.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
