@@ -105,7 +105,7 @@ def judge(run: ForecastRun, days: int) -> dict:
             "forecasts_starting_at_a_lone_outlier": int((led & ~run_).sum()),
             "outlying_in_a_run_of_two_acquisitions": int(run_.sum()),
             "forecasts_starting_at_a_run": int((led & run_).sum()),
-            "velocity": velocity, "reversed": reversed_, "excluded": excluded, "change": change}
+            "velocity": velocity, "excluded": excluded, "change": change}
 
 
 def draw(run: ForecastRun, velocity: np.ndarray, picks, title: str, path: Path) -> None:
@@ -151,7 +151,6 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     velocity, excluded, change = (result.pop(key) for key in ("velocity", "excluded", "change"))
-    result.pop("reversed")
     draw(run, velocity, fastest_and_random(velocity),
          "20 fastest-moving points (top four rows) and 20 random points", out / "series.png")
     turned = np.flatnonzero(excluded)
