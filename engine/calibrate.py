@@ -16,7 +16,8 @@ from .metrics import interval_score
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
-from .windows import forecast_dates, observed_cells
+from .definitions import STEP_DAYS
+from .windows import MIN_HISTORY_STEPS, forecast_dates, observed_cells
 
 Z90 = 1.6448536
 
@@ -63,6 +64,7 @@ class PointModel:
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
+    young: np.ndarray  # [N] seen for less than MIN_OWN_RATE_SPAN_DAYS: no pull toward its own fits
 
     @classmethod
     def at(cls, scene: Scene, anchor: int, dates_fc: np.ndarray, index=None) -> PointModel:
@@ -115,22 +117,26 @@ class PointModel:
         off = np.nan_to_num((values - expected) / bound[:, None])
         run = (off > 1).all(1) | (off < -1).all(1)
         fade = np.exp(-np.arange(len(dates_fc)) / EXCURSION_FADE_STEPS)[:, None]
+        # a point seen for less than a year has no rate of its own worth extrapolating: a few months
+        # of a seasonal cycle read as a line runs off by centimetres a year out, so it takes its cell's
+        young = (history_span_days(dates, own) < MIN_OWN_RATE_SPAN_DAYS)[None]
         departures = np.stack([
-            trend_own - trend_cell,
-            rate_own - rate_cell,
+            np.where(young, 0.0, trend_own - trend_cell),
+            np.where(young, 0.0, rate_own - rate_cell),
             np.broadcast_to(clipped - level, trend_own.shape),
             fade * np.where(run, last - clipped, 0.0)[None],
         ])
         return cls(
             level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), scatter,
-            rows, cols, inside,
+            rows, cols, inside, young[0],
         )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
         """[7, H, N] departures and pulls, given the cells' quantile increments [Q, H, rows, cols]."""
         median = cell_increments[len(cell_increments) // 2][:, self.rows, self.cols]
         median = np.nan_to_num(median)
-        pulls = np.stack([-median, self.trend_own - median, self.line_own - median])
+        own = np.where(self.young, 0.0, 1.0)  # a young point's own fits stand in for nothing
+        pulls = np.stack([-median, own * (self.trend_own - median), own * (self.line_own - median)])
         return np.concatenate([self.departures, pulls])
 
     def quantiles(self, cell_increments: np.ndarray, shares: np.ndarray | None = None,
@@ -180,6 +186,19 @@ def widen_in_quadrature(q: np.ndarray, half_width: np.ndarray) -> np.ndarray:
 def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """Quantiles [Q, H, N] moved by shares [7, H] of the departures and pulls design [7, H, N]."""
     return raw + (shares[:, :, None] * design).sum(0)[None]
+
+
+# a point's own rates and fits count from a year of history (a whole season: 61 epochs on the 6-day axis)
+MIN_OWN_RATE_SPAN_DAYS = (MIN_HISTORY_STEPS - 1) * STEP_DAYS
+
+
+def history_span_days(dates: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """[N] days from each row's first finite value to its last; 0 for a row with fewer than two."""
+    finite = np.isfinite(series)
+    days = (np.asarray(dates, "datetime64[D]") - np.asarray(dates, "datetime64[D]")[0]).astype(np.int64)
+    first = np.argmax(finite, axis=1)
+    last = series.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    return np.where(finite.any(1), days[last] - days[first], 0)
 
 
 OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it

@@ -444,3 +444,33 @@ def test_a_run_of_epochs_beyond_the_band_is_an_excursion_that_fades():
     assert hi[0, 0] - lo[0, 0] > 2 * excursion[0, 0] > 10.0  # half-widths of at least the excursion
     assert hi[0, 1] - lo[0, 1] == pytest.approx(2.0)  # the lone outlier: the cell's band
     assert hi[-1, 0] - lo[-1, 0] == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_point_seen_for_a_few_months_follows_its_cell_not_its_own_line():
+    """Two points of one cell subsiding at 6 mm/yr: the first seen for five years, the second only
+    for its last four months, which happen to be a seasonal rise of 30 mm/yr. A year out, the
+    young point's own line would stand 10 mm above the cell; it takes its cell's rate instead."""
+    rng = np.random.default_rng(2)
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(300)
+    years = (dates - dates[0]).astype(float) / 365.25
+    own = -6.0 * years[None] + rng.normal(0, 0.5, (2, len(dates)))
+    own[1, -20:] += 30.0 * (years[-20:] - years[-20])
+    own[1, :-20] = np.nan
+    cell_series = np.repeat((-6.0 * years)[None], 2, 0)
+    dates_fc = dates[-1] + 6 * np.arange(1, 62)
+    index = np.zeros(2, int)
+    model = PointModel.of_series(own, cell_series, dates, dates_fc, index, index, np.ones(2, bool))
+    assert model.young.tolist() == [False, True]
+    cell_increment = -6.0 * (dates_fc - dates[-1]).astype(float) / 365.25
+    cells = np.repeat(cell_increment[None, :, None, None], 3, 0)
+    design = model.design(cells)
+    own_rows = [DEPARTURES.index(name) for name in ("trend", "recent_rate", "own_timefn", "own_line")]
+    assert not design[own_rows, :, 1].any()
+    # its own line, which would have pulled it, runs well above its cell a year out
+    assert model.line_own[-1, 1] - cell_increment[-1] > 10.0
+    # with every own row at full share, the mature point follows its own line, the young one its cell
+    shares = np.zeros((len(DEPARTURES), len(dates_fc)))
+    shares[DEPARTURES.index("own_line")] = 1.0
+    forecast = model.quantiles(cells, shares)[1, -1]
+    assert forecast[1] - model.level[1] == pytest.approx(cell_increment[-1], abs=1.0)
+    assert forecast[0] - model.level[0] == pytest.approx(-6.0, abs=1.5)

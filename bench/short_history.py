@@ -1,0 +1,156 @@
+"""Forecasts where history is short: held-out synthetic regions whose cells are seen only for their
+last months, scored against the truth at those cells, with the priors and without them.
+
+    .venv/bin/python bench/short_history.py --regions 6 --keep-epochs 20 --out bench/out/short
+
+In each held-out region (engine.corpus, seeds at or above HELD_OUT_SEED, half of them of the held-out
+configuration) the history before the last `--keep-epochs` epochs before the origin is blanked at
+some cells: a random half of them ("scattered": new points among old ones, whose neighbours know
+the area), or the western half of the region ("district": a new district, where only the priors
+and the far side know it). The forecast is made a year before the region's end, as in
+bench/base_model.py, and scored only at the blanked cells. Priors are where a model can learn how
+ground it has barely seen moves, so this is where "priors on against off" should show, if anywhere.
+
+Rows: persistence, the time-function fit, the calibrated forecast zero-shot and fine-tuned, and
+the network's own cells (`*_network`, the median before the calibrated mapping), each with the
+region's priors and with none (`*_no_priors`: blank maps, as for a file with no DEM or geology).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from bench.base_model import cells_as_points  # noqa: E402
+from engine.baselines import origin_level, timefn_fit  # noqa: E402
+from engine.corpus import HELD_OUT_CONFIG, HELD_OUT_SEED, PRETRAIN_CONFIGS, make_region  # noqa: E402
+from engine.definitions import STEP_DAYS  # noqa: E402
+from engine.evaluate import BACKTEST_HORIZONS_DAYS  # noqa: E402
+from engine.metrics import rmse  # noqa: E402
+from engine.params import RunConfig  # noqa: E402
+from engine.priors import build_priors  # noqa: E402
+import engine.run  # noqa: E402
+from engine.run import forecast_scene  # noqa: E402
+from engine.sample import forecast_area  # noqa: E402
+from engine.windows import forecast_dates, make_area  # noqa: E402
+
+HORIZON_DAYS = 365
+LAYOUTS = ("scattered", "district")
+MODELS = {"zero_shot": "zero-shot", "fine_tuned": "base"}
+
+
+def blanked_cells(shape: tuple, layout: str, rng) -> np.ndarray:
+    """[rows, cols] True where a cell's early history is blanked."""
+    if layout == "scattered":
+        return rng.random(shape) < 0.5
+    mask = np.zeros(shape, bool)
+    mask[:, : shape[1] // 2] = True
+    return mask
+
+
+def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict | None:
+    """RMSE (mm) per horizon at the blanked cells for every row; None where too few cells have data."""
+    steps = math.ceil(HORIZON_DAYS / STEP_DAYS)
+    T = len(region.cube.dates)
+    anchor = T - steps
+    mask = blanked_cells(region.cube.displacement_mm.shape[1:], layout, rng)
+    observed = region.cube.displacement_mm.copy()
+    observed[: anchor - keep_epochs, mask] = np.nan
+    short = replace(region, cube=replace(region.cube, displacement_mm=observed))
+    scene = cells_as_points(short, anchor)
+    rows, cols = np.nonzero(np.isfinite(observed[:anchor]).any(0))
+    at = mask[rows, cols]
+    if at.sum() < 5:
+        return None
+    truth = region.truth_mm[anchor:, rows[at], cols[at]]
+    lead = [min(max(round(h / STEP_DAYS) - 1, 0), steps - 1) for h in BACKTEST_HORIZONS_DAYS]
+    series = scene.points.displacement_mm[at]
+    medians = {
+        "persistence": np.repeat(origin_level(series, axis=1)[None], steps, 0),
+        "timefn": timefn_fit(scene.points.dates, series, np.isfinite(series)).predict(
+            forecast_dates(region.cube.dates, anchor, steps)).T,
+    }
+    for row, model in MODELS.items():
+        for suffix, priors in (("", scene.priors), ("_no_priors", build_priors(scene.cube.grid))):
+            sc = replace(scene, priors=priors)
+            config = RunConfig(points="", out_dir="", model=model, seed=seed)
+            fc = forecast_scene(sc, config, steps * STEP_DAYS, log=lambda *_: None)
+            medians[row + suffix] = fc.points_mm[1][:, at]
+            area = make_area(sc.cube, sc.priors, fc.trained.model.config)
+            increments, level = forecast_area(fc.trained, area)
+            medians[f"{row}_network{suffix}"] = (level[None] + increments[1])[:steps, rows[at], cols[at]]
+    return {"n_cells": int(at.sum()),
+            "rmse_mm": {row: [rmse(truth[k], median[k]) for k in lead] for row, median in medians.items()}}
+
+
+def run(n_regions: int, keep_epochs: int, seed: int, log=print) -> dict:
+    per_region = []
+    for i in range(n_regions):
+        config = HELD_OUT_CONFIG if i % 2 == 0 else PRETRAIN_CONFIGS[(i // 2) % len(PRETRAIN_CONFIGS)]
+        region = make_region(HELD_OUT_SEED + i, config)
+        rng = np.random.default_rng([seed, i])
+        t0 = time.perf_counter()
+        entry = {"seed": region.seed, "config": config, "processes": list(region.processes)}
+        for layout in LAYOUTS:
+            entry[layout] = score_layout(region, layout, keep_epochs, seed, rng)
+        per_region.append(entry)
+        took = time.perf_counter() - t0
+        log(f"region {region.seed} ({config}, {'+'.join(region.processes)}): {took:.0f} s")
+    mean = {}
+    for layout in LAYOUTS:
+        scored = [r[layout] for r in per_region if r[layout] is not None]
+        names = scored[0]["rmse_mm"] if scored else []
+        mean[layout] = {row: np.mean([s["rmse_mm"][row] for s in scored], 0).round(3).tolist()
+                        for row in names}
+        mean[layout + "_regions"] = len(scored)
+    return {"checkpoint": str(engine.run.base_model_path()), "keep_epochs": keep_epochs,
+            "regions": per_region, "mean": mean}
+
+
+def markdown(result: dict) -> str:
+    days = result["keep_epochs"] * STEP_DAYS
+    lines = []
+    for layout in LAYOUTS:
+        rows = result["mean"][layout]
+        regions = result["mean"][layout + "_regions"]
+        lines += [f"### {layout}: cells seen for their last {days} days only ({regions} regions), "
+                  "RMSE mm at those cells against the truth",
+                  "", "| row | " + " | ".join(f"{h} d" for h in BACKTEST_HORIZONS_DAYS) + " |",
+                  "|---|" + "---|" * len(BACKTEST_HORIZONS_DAYS)]
+        lines += [f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+                  for row, values in rows.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regions", type=int, default=6, help="held-out synthetic regions")
+    parser.add_argument("--keep-epochs", type=int, default=20,
+                        help="6-day epochs of history the blanked cells keep (20: four months)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench/out/short")
+    parser.add_argument("--base", help="score this base.safetensors (a pretraining's output) instead of the "
+                        "shipped base model")
+    args = parser.parse_args(argv)
+    if args.base:  # every row starts from this one
+        engine.run.base_model_path = lambda: Path(args.base).resolve()
+    result = run(args.regions, args.keep_epochs, args.seed, log=lambda m: print(m, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "short_history.json").write_text(json.dumps(result, indent=1, default=float))
+    (out / "short_history.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
