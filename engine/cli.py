@@ -115,6 +115,9 @@ def parser() -> argparse.ArgumentParser:
                           help="EGMS files whose history (up to a year before their end) joins the corpus")
     pretrain.add_argument("--median-on-observations", action="store_true",
                           help="score the median against the noisy observations, not the synthetic truth")
+    pretrain.add_argument("--young-tiles", type=float, default=0.0, metavar="SHARE",
+                          help="share of tiles (0-1) where some cells keep only their last weeks or months "
+                               "of history")
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return root
@@ -166,9 +169,12 @@ def main(argv=None) -> int:
 
             if args.regions < 1 or args.steps < 1:
                 raise InputError("--regions and --steps must be at least 1.")
+            if not 0 <= args.young_tiles <= 1:
+                raise InputError(f"--young-tiles {args.young_tiles:g}: choose a share from 0 to 1.")
             options = PretrainOptions(regions=args.regions, steps=args.steps, device=args.device,
                                       seed=args.seed, real=list(args.real),
-                                      median_on_truth=not args.median_on_observations)
+                                      median_on_truth=not args.median_on_observations,
+                                      young_tiles=args.young_tiles)
             summary = pretrain(args.out, options, progress=progress, log=_log)
             print(f"base model written to {args.out} ({summary['steps']} steps, {summary['seconds']:.0f} s)")
         elif args.command == "forecast-tiles":

@@ -54,6 +54,9 @@ class PretrainOptions:
     device: str = "auto"
     real: list = field(default_factory=list)  # EGMS files whose history joins the corpus
     median_on_truth: bool = True  # synthetic regions score the median against their noise-free truth
+    # the share of tiles where some cells are new (seen only for their last weeks or months): there the
+    # history cannot say how the ground moves, and the priors and the neighbours must
+    young_tiles: float = 0.0
 
 
 @dataclass
@@ -113,6 +116,7 @@ def draw_batch(corpus: list[CorpusArea], options: PretrainOptions, config: Model
     Returns the inputs, the observed targets and their mask, and the median's targets and mask:
     a synthetic region's truth, or the observations where no truth is known."""
     rng = np.random.default_rng([options.seed, step, rank])
+    young_rng = np.random.default_rng([options.seed, step, rank, 1])  # the main stream stays as it was
     sizes = sorted({a.area.cell_size_m for a in corpus})
     size = sizes[rng.integers(len(sizes))]
     pool = [a for a in corpus if a.area.cell_size_m == size]
@@ -123,7 +127,9 @@ def draw_batch(corpus: list[CorpusArea], options: PretrainOptions, config: Model
         T = len(item.area.dates)
         tiles = [item.tiles[i] for i in rng.integers(len(item.tiles), size=per_area)]
         anchors = rng.integers(MIN_HISTORY_STEPS, T - 1, size=per_area)
-        batch, target = make_batch(item.area, tiles, anchors, config, item.scale_mm, True, item.truth_mm)
+        seen = young_cells(young_rng, per_area, config, options.young_tiles)
+        batch, target = make_batch(item.area, tiles, anchors, config, item.scale_mm, True, item.truth_mm,
+                                   seen)
         inputs.append(batch)
         targets.append(target)
     goal = np.concatenate([t.target for t in targets])
@@ -131,6 +137,30 @@ def draw_batch(corpus: list[CorpusArea], options: PretrainOptions, config: Model
     truth = np.concatenate([t.target if t.truth is None else t.truth for t in targets])
     truth_mask = np.concatenate([t.target_mask if t.truth is None else t.truth_mask for t in targets])
     return Batch.concat(inputs), goal, mask, truth, truth_mask
+
+
+YOUNG_SEEN_EPOCHS = (3, 61)  # a new cell keeps from 3 epochs (two weeks) to a year of history
+
+
+def young_cells(rng, n_tiles: int, config: ModelConfig, share: float) -> np.ndarray | None:
+    """[n_tiles, S, S] epochs of history each cell keeps: all of it, except in a `share` of the
+    tiles, where a random half of the cells (new points among old ones) or the cells on one
+    side of a random line (a new district) keep only their last few weeks or months."""
+    if share <= 0:
+        return None
+    S = config.tile_cells
+    seen = np.full((n_tiles, S, S), np.iinfo(np.int32).max, np.int64)
+    rows, cols = np.mgrid[0:S, 0:S] - (S - 1) / 2
+    for i in range(n_tiles):
+        if rng.random() >= share:
+            continue
+        if rng.random() < 0.5:
+            new = rng.random((S, S)) < 0.5
+        else:
+            angle = rng.uniform(0, 2 * np.pi)
+            new = np.cos(angle) * cols + np.sin(angle) * rows > rng.uniform(-S / 4, S / 4)
+        seen[i][new] = rng.integers(*YOUNG_SEEN_EPOCHS)
+    return seen
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -167,6 +197,7 @@ def _load_state(path: Path, model: MMSTT, opt: torch.optim.Optimizer, options: P
         raise InputError(f"{path}: not a GroundCast pretraining state ({type(exc).__name__}); "
                          "remove it to start afresh.") from None
     same = {k: v for k, v in asdict(options).items() if k not in ("steps", "device", "checkpoint_every")}
+    saved = {**asdict(PretrainOptions()), **saved}  # an option added since then had its default
     if {k: saved.get(k) for k in same} != same:
         raise InputError(f"{path}: it was made with other options ({_differences(saved, same)}); use another "
                          "--out, or the same options to resume.")

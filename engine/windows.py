@@ -192,10 +192,13 @@ class Targets:
 
 
 def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
-               with_target: bool, truth_mm: np.ndarray | None = None) -> tuple[Batch, Targets]:
+               with_target: bool, truth_mm: np.ndarray | None = None,
+               seen_epochs: np.ndarray | None = None) -> tuple[Batch, Targets]:
     """Model inputs for a list of (row, col) tiles at forecast origins `anchors` (epoch indices).
 
-    `truth_mm` [T, Hp, Wp] (a synthetic region's noise-free truth) adds `Targets.truth`."""
+    `truth_mm` [T, Hp, Wp] (a synthetic region's noise-free truth) adds `Targets.truth`.
+    `seen_epochs` [B, S, S]: each cell's history before its last `seen_epochs` epochs is left out
+    (new points among old ones), inputs and baselines alike; the targets stay."""
     S, L, H = config.tile_cells, config.context_steps, config.horizon_steps
     T = len(area.dates)
     Lb = max(max(n for n, _ in BASELINE_FITS[:config.n_baselines]), L)
@@ -213,6 +216,8 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
             if clean is not None:
                 clean[i, : hi - a] = truth_mm[a:hi, r : r + S, c : c + S]
         tfeat[i] = time_features(forecast_dates(area.dates, a - L, L + H))
+    if seen_epochs is not None:
+        look[np.arange(Lb)[None, :, None, None] < Lb - np.asarray(seen_epochs)[:, None]] = np.nan
     level = origin_level(look[:, -MIN_HISTORY_STEPS:], axis=1)
     hist = look[:, -L:] - level[:, None]
     baselines = window_baselines(look, level, H, config.n_baselines)

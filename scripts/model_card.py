@@ -44,6 +44,7 @@ def card(summary: dict, digest: str, size: int, hardware: str, bench: str, bench
     command = (f"python -m engine pretrain --out OUT --regions {options['regions']} "
                f"--steps {summary['steps']} --seed {options['seed']} --device cpu"
                + ("" if options.get("median_on_truth") else " --median-on-observations")
+               + (f" --young-tiles {options['young_tiles']:g}" if options.get("young_tiles") else "")
                + (" --real " + " ".join(Path(p).name for p in real) if real else ""))
     bench_args = (" --bench " + " ".join(str(f) for f in bench_files)) if bench_files else ""
     return f"""# GroundCast base model

@@ -203,3 +203,38 @@ def test_fine_tuning_that_does_not_beat_the_base_model_on_validation_keeps_it():
                           validation_tiles=8, device="cpu")
     kept = fit(area, base.config, gentle, log=lambda *_: None, init_state=start)
     assert kept.log["start_val_loss"] == trained.log["start_val_loss"]  # the same start, the same score
+
+
+def test_young_tiles_blank_the_early_history_of_some_cells_and_leave_the_targets():
+    """With young tiles, some cells keep only their last weeks or months of history, in the inputs
+    and the window baselines alike; the targets, and every draw of the batch, are those without."""
+    plain = PretrainOptions(regions=2, batch_tiles=8, regions_per_batch=2)
+    young = PretrainOptions(regions=2, batch_tiles=8, regions_per_batch=2, young_tiles=1.0)
+    corpus = build_corpus(plain, BASE_CONFIG)
+    old_inputs, old_goal, old_mask, *_ = draw_batch(corpus, plain, BASE_CONFIG, step=3, rank=0)
+    new_inputs, new_goal, new_mask, *_ = draw_batch(corpus, young, BASE_CONFIG, step=3, rank=0)
+    assert np.array_equal(old_goal, new_goal) and np.array_equal(old_mask, new_mask)
+    assert np.array_equal(old_inputs.priors, new_inputs.priors)
+    before, after = old_inputs.history_mask, new_inputs.history_mask  # [B, L, S, S]
+    assert not (after & ~before).any()  # nothing is invented
+    lost = before.sum(1) - after.sum(1)  # [B, S, S] epochs each cell lost
+    has_data = before.any(1)
+    # every tile has new cells and old ones; a new cell keeps its last epochs only
+    for tile in range(len(lost)):
+        assert (lost[tile][has_data[tile]] > 0).any() and (lost[tile][has_data[tile]] == 0).any()
+    # what a new cell keeps is the end of its history: from its first kept epoch on, all it had
+    first = np.argmax(after, axis=1)[:, None]
+    suffix = np.arange(after.shape[1])[None, :, None, None] >= first
+    assert np.array_equal(after, before & suffix & after.any(1)[:, None])
+    assert not np.array_equal(old_inputs.baselines, new_inputs.baselines)
+
+
+def test_the_command_line_takes_a_share_of_young_tiles(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["pretrain", "--out", str(tmp_path / "no"), "--young-tiles", "1.5"]) == 2
+    assert "--young-tiles 1.5: choose a share from 0 to 1." in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+    assert main(["pretrain", "--out", str(tmp_path), "--regions", "1", "--steps", "1", "--device", "cpu",
+                 "--young-tiles", "0.5"]) == 0
+    assert json.loads((tmp_path / "pretrain.json").read_text())["options"]["young_tiles"] == 0.5
