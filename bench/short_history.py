@@ -14,6 +14,10 @@ ground it has barely seen moves, so this is where "priors on against off" should
 Rows: persistence, the time-function fit, the calibrated forecast zero-shot and fine-tuned, and
 the network's own cells (`*_network`, the median before the calibrated mapping), each with the
 region's priors and with none (`*_no_priors`: blank maps, as for a file with no DEM or geology).
+`fine_tuned_from_neighbours` gives each blanked cell the inverse-distance mean of the fine-tuned
+forecast's increments at the 8 nearest cells that kept their history. The `oracle_*` rows are
+ceilings that see the truth of the forecast year at the other cells (see `oracles`): how far the
+prior maps, the neighbours, or both could take a forecast at all.
 """
 from __future__ import annotations
 
@@ -78,17 +82,71 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
         "timefn": timefn_fit(scene.points.dates, series, np.isfinite(series)).predict(
             forecast_dates(region.cube.dates, anchor, steps)).T,
     }
+    medians.update(oracles(region, anchor, rows, cols, at, medians["persistence"]))
     for row, model in MODELS.items():
         for suffix, priors in (("", scene.priors), ("_no_priors", build_priors(scene.cube.grid))):
             sc = replace(scene, priors=priors)
             config = RunConfig(points="", out_dir="", model=model, seed=seed)
             fc = forecast_scene(sc, config, steps * STEP_DAYS, log=lambda *_: None)
             medians[row + suffix] = fc.points_mm[1][:, at]
+            if row == "fine_tuned" and not suffix:  # what a forecaster could borrow from its neighbours
+                yx = np.column_stack([rows, cols]).astype(float)
+                old_level = origin_level(scene.points.displacement_mm[~at], axis=1)
+                borrowed = inverse_distance(yx[~at], (fc.points_mm[1][:, ~at] - old_level).T, yx[at])
+                medians["fine_tuned_from_neighbours"] = medians["persistence"] + borrowed.T
             area = make_area(sc.cube, sc.priors, fc.trained.model.config)
             increments, level = forecast_area(fc.trained, area)
             medians[f"{row}_network{suffix}"] = (level[None] + increments[1])[:steps, rows[at], cols[at]]
     return {"n_cells": int(at.sum()),
             "rmse_mm": {row: [rmse(truth[k], median[k]) for k in lead] for row, median in medians.items()}}
+
+
+def oracles(region, anchor: int, rows, cols, at, level) -> dict:
+    """Ceilings, not forecasts: the blanked cells' increments from the origin read off the truth of
+    the forecast year at the other cells, through the prior maps (least squares on elevation, slope,
+    geology and soil classes), through the nearest cells (inverse-distance mean of the 8 nearest),
+    and through both. What no forecaster could know bounds what the priors could be worth here."""
+    steps = len(level)
+    truth = region.truth_mm[anchor - 1 : anchor + steps, rows, cols]
+    increments = (truth[1:] - truth[:1]).T  # [N, H]
+    known = ~at & np.isfinite(increments).all(1)
+    priors = region.priors
+
+    def zscored(values):
+        values = np.nan_to_num(values[rows, cols].astype(float))
+        return (values - values.mean()) / max(values.std(), 1e-9)
+
+    columns = [np.ones(len(rows)), zscored(priors.elevation_m), zscored(priors.slope_deg)]
+    for classes in (priors.geology, priors.soil):
+        columns += [(classes[rows, cols] == k).astype(float) for k in np.unique(classes[rows, cols])[1:]]
+    maps = np.stack(columns, 1)
+    yx = np.column_stack([rows, cols]).astype(float)
+
+    near = inverse_distance(yx[known], increments[known], yx[at])
+    near_known = inverse_distance(yx[known], increments[known], yx[known])
+
+    def fitted(design_known, design_at):
+        ridge = 1e-3 * len(design_known) * np.eye(design_known.shape[1])
+        coef = np.linalg.solve(design_known.T @ design_known + ridge, design_known.T @ increments[known])
+        return design_at @ coef
+
+    out = {"oracle_priors": fitted(maps[known], maps[at]), "oracle_neighbours": near}
+    both = []
+    for k in range(steps):  # the neighbours' increment at each lead, beside the maps
+        both.append(fitted(np.column_stack([maps[known], near_known[:, k]]),
+                           np.column_stack([maps[at], near[:, k]]))[:, k])
+    out["oracle_both"] = np.stack(both, 1)
+    return {name: level + increment.T for name, increment in out.items()}
+
+
+def inverse_distance(yx_from: np.ndarray, values: np.ndarray, yx_to: np.ndarray, k: int = 8) -> np.ndarray:
+    """[n_to, H] the inverse-distance mean of `values` [n_from, H] at the k nearest cells, a cell
+    itself left out."""
+    distance = np.hypot(*(yx_to[:, None] - yx_from[None]).transpose(2, 0, 1))
+    distance[distance == 0] = np.inf
+    nearest = np.argsort(distance, axis=1)[:, :k]
+    weight = 1 / np.take_along_axis(distance, nearest, 1)
+    return (weight[..., None] * values[nearest]).sum(1) / weight.sum(1)[:, None]
 
 
 def run(n_regions: int, keep_epochs: int, seed: int, log=print) -> dict:
