@@ -125,17 +125,15 @@ def oracles(region, anchor: int, rows, cols, at, level) -> dict:
     near = inverse_distance(yx[known], increments[known], yx[at])
     near_known = inverse_distance(yx[known], increments[known], yx[known])
 
-    def fitted(design_known, design_at):
+    def fitted(design_known, design_at, goal):
         ridge = 1e-3 * len(design_known) * np.eye(design_known.shape[1])
-        coef = np.linalg.solve(design_known.T @ design_known + ridge, design_known.T @ increments[known])
-        return design_at @ coef
+        return design_at @ np.linalg.solve(design_known.T @ design_known + ridge, design_known.T @ goal)
 
-    out = {"oracle_priors": fitted(maps[known], maps[at]), "oracle_neighbours": near}
-    both = []
-    for k in range(steps):  # the neighbours' increment at each lead, beside the maps
-        both.append(fitted(np.column_stack([maps[known], near_known[:, k]]),
-                           np.column_stack([maps[at], near[:, k]]))[:, k])
-    out["oracle_both"] = np.stack(both, 1)
+    out = {"oracle_priors": fitted(maps[known], maps[at], increments[known]), "oracle_neighbours": near}
+    # the neighbours' increment at each lead, beside the maps
+    out["oracle_both"] = np.stack([
+        fitted(np.column_stack([maps[known], near_known[:, k]]), np.column_stack([maps[at], near[:, k]]),
+               increments[known][:, k]) for k in range(steps)], 1)
     return {name: level + increment.T for name, increment in out.items()}
 
 
