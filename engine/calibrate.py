@@ -16,8 +16,7 @@ from .metrics import interval_score
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
-from .definitions import STEP_DAYS
-from .windows import MIN_HISTORY_STEPS, forecast_dates, observed_cells
+from .windows import MIN_OWN_RATE_SPAN_DAYS, forecast_dates, observed_cells
 
 Z90 = 1.6448536
 
@@ -186,10 +185,6 @@ def widen_in_quadrature(q: np.ndarray, half_width: np.ndarray) -> np.ndarray:
 def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """Quantiles [Q, H, N] moved by shares [7, H] of the departures and pulls design [7, H, N]."""
     return raw + (shares[:, :, None] * design).sum(0)[None]
-
-
-# a point's own rates and fits count from a year of history (a whole season: 61 epochs on the 6-day axis)
-MIN_OWN_RATE_SPAN_DAYS = (MIN_HISTORY_STEPS - 1) * STEP_DAYS
 
 
 def history_span_days(dates: np.ndarray, series: np.ndarray) -> np.ndarray:

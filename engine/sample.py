@@ -8,7 +8,7 @@ import torch
 from .progress import check_cancel
 from .store import big_array, thread_map
 from .train import TrainedModel
-from .windows import Area, chunks, make_batch, occupied_tiles
+from .windows import MIN_OWN_RATE_SPAN_DAYS, Area, chunks, make_batch, occupied_tiles
 
 
 @torch.no_grad()
@@ -56,4 +56,49 @@ def forecast_area(
                 layer = total[q, h] / weight
             layer[empty] = np.nan
             total[q, h] = layer
-    return total[:, :, : area.height, : area.width], level[: area.height, : area.width]
+    increments = total[:, :, : area.height, : area.width]
+    borrow_for_young_cells(increments, area, anchor)
+    return increments, level[: area.height, : area.width]
+
+
+BORROW_NEIGHBOURS = 8
+BORROW_CHUNK_CELLS = 20_000  # young cells filled at a time: bounded memory on any area
+
+
+def borrow_for_young_cells(increments: np.ndarray, area: Area, anchor: int) -> np.ndarray:
+    """In place: a cell seen for less than MIN_OWN_RATE_SPAN_DAYS before `anchor` (new points only)
+    takes the inverse-distance mean of the quantile increments of its BORROW_NEIGHBOURS nearest
+    cells with a longer history; it keeps its own level. The network reads too little from a few
+    months of a cell to say how it moves, its neighbours much more (bench/short_history.py).
+    Returns the young cells' mask [height, width]."""
+    from scipy.spatial import cKDTree
+
+    height, width = increments.shape[2:]
+    first = np.full((height, width), -1, np.int64)
+    last = np.full((height, width), -1, np.int64)
+    for t in range(anchor):  # an epoch at a time: the cube may be on disk
+        seen = np.isfinite(area.displacement_mm[t, :height, :width])
+        first[seen & (first < 0)] = t
+        last[seen] = t
+    days = (np.asarray(area.dates[:anchor], "datetime64[D]") - area.dates[0]).astype(np.int64)
+    has = first >= 0
+    span = np.where(has, days[np.maximum(last, 0)] - days[np.maximum(first, 0)], 0)
+    young = has & (span < MIN_OWN_RATE_SPAN_DAYS)
+    median = increments[len(increments) // 2, 0]
+    older = np.argwhere(has & ~young & np.isfinite(median))
+    if not young.any() or not len(older):
+        return young
+    tree = cKDTree(older)
+    k = min(BORROW_NEIGHBOURS, len(older))
+    targets = np.argwhere(young)
+    for lo in range(0, len(targets), BORROW_CHUNK_CELLS):
+        rows, cols = targets[lo : lo + BORROW_CHUNK_CELLS].T
+        distance, nearest = tree.query(np.column_stack([rows, cols]), k=k)
+        distance, nearest = distance.reshape(len(rows), k), nearest.reshape(len(rows), k)
+        weight = (1.0 / distance).astype(np.float32)  # never 0: a young cell is not an older one
+        weight /= weight.sum(1, keepdims=True)
+        source_rows, source_cols = older[nearest, 0], older[nearest, 1]  # [n, k]
+        for q in range(len(increments)):
+            values = increments[q][:, source_rows, source_cols]  # [H, n, k]
+            increments[q][:, rows, cols] = (values * weight[None]).sum(-1)
+    return young

@@ -24,6 +24,9 @@ LOOKBACK_STEPS = 122  # two years of history for the per-window time-function ba
 # as the whole series allows; the network learns which to trust where.
 BASELINE_FITS = ((LOOKBACK_STEPS, True), (61, False), (305, True))
 MIN_HISTORY_STEPS = 61  # an origin needs a year of history
+# a point's or cell's own rate counts from a year of history (a whole season: 61 epochs of 6 days);
+# seen for less, it is young: it follows its cell, and a young cell its older neighbours
+MIN_OWN_RATE_SPAN_DAYS = (MIN_HISTORY_STEPS - 1) * STEP_DAYS
 TILE_OVERLAP = 4
 SCALE_SAMPLE_CELLS = 250_000  # cells the area's scale is measured on, at most
 

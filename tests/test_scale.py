@@ -267,3 +267,39 @@ def test_forecast_tiles_on_the_command_line_names_a_missing_file(tmp_path, capsy
     assert code == 2
     assert "missing.csv: the file does not exist." in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_young_cells_borrow_their_older_neighbours_increments_and_nothing_else_moves():
+    """Cells seen for four months take the inverse-distance mean of the nearest older cells'
+    quantile increments; older cells, and cells with no data, keep theirs."""
+    from engine.sample import BORROW_NEIGHBOURS, borrow_for_young_cells
+    from engine.windows import Area
+
+    T, size, Q, H = 100, 12, 3, 5
+    dates = np.datetime64("2020-01-03") + 6 * np.arange(T)
+    cube = np.zeros((T, size, size), np.float32)
+    cube[:, 0, :] = np.nan  # a row with no data at all
+    cube[: T - 20, 4:7, 4:7] = np.nan  # a block of new points: four months of history
+    area = Area(dates, cube, np.zeros((1, size, size), np.float32), np.zeros((size, size), np.int64),
+                np.zeros((size, size), np.int64), size, size, 100.0)
+    cols = np.arange(size, dtype=np.float32)
+    increments = np.broadcast_to(cols, (Q, H, size, size)).copy() * np.arange(1, Q + 1)[:, None, None, None]
+    increments[:, :, 0, :] = np.nan
+    increments[:, :, 4:7, 4:7] = 1000.0  # what the network made of four months
+    before = increments.copy()
+    young = borrow_for_young_cells(increments, area, T)
+    assert young.sum() == 9 and young[4:7, 4:7].all()
+    assert np.array_equal(increments[:, :, ~young], before[:, :, ~young], equal_nan=True)
+    borrowed = increments[:, :, 4:7, 4:7] / np.arange(1, Q + 1)[:, None, None, None]
+    assert (borrowed < size).all() and (borrowed >= 0).all()  # within the neighbours' columns
+    # the centre cell's nearest older cells surround it: their mean column is near its own (5)
+    assert 2 * 4.0 < increments[1, 0, 5, 5] < 2 * 6.0
+    # a cell at the block's west edge leans west, towards its nearer neighbours
+    assert increments[1, 0, 5, 4] < increments[1, 0, 5, 6]
+    assert BORROW_NEIGHBOURS == 8 and np.all(np.diff(increments[:, 0, 5, 5]) > 0)  # quantiles stay in order
+    # with no young cell, nothing changes
+    full = Area(dates, np.zeros((T, size, size), np.float32), area.priors, area.geology, area.soil,
+                size, size, 100.0)
+    again = before.copy()
+    assert not borrow_for_young_cells(again, full, T).any()
+    assert np.array_equal(again, before, equal_nan=True)
