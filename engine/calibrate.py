@@ -16,7 +16,7 @@ from .metrics import interval_score
 from .prepare import Scene
 from .progress import check_cancel
 from .store import big_array, thread_map
-from .windows import MIN_OWN_RATE_SPAN_DAYS, forecast_dates, observed_cells
+from .windows import MIN_OWN_RATE_SPAN_DAYS, forecast_dates, history_span_days, observed_cells
 
 Z90 = 1.6448536
 
@@ -118,7 +118,7 @@ class PointModel:
         fade = np.exp(-np.arange(len(dates_fc)) / EXCURSION_FADE_STEPS)[:, None]
         # a point seen for less than a year has no rate of its own worth extrapolating: a few months
         # of a seasonal cycle read as a line runs off by centimetres a year out, so it takes its cell's
-        young = (history_span_days(dates, own) < MIN_OWN_RATE_SPAN_DAYS)[None]
+        young = (history_span_days(dates, own.T) < MIN_OWN_RATE_SPAN_DAYS)[None]
         departures = np.stack([
             np.where(young, 0.0, trend_own - trend_cell),
             np.where(young, 0.0, rate_own - rate_cell),
@@ -185,15 +185,6 @@ def widen_in_quadrature(q: np.ndarray, half_width: np.ndarray) -> np.ndarray:
 def with_shares(raw: np.ndarray, design: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """Quantiles [Q, H, N] moved by shares [7, H] of the departures and pulls design [7, H, N]."""
     return raw + (shares[:, :, None] * design).sum(0)[None]
-
-
-def history_span_days(dates: np.ndarray, series: np.ndarray) -> np.ndarray:
-    """[N] days from each row's first finite value to its last; 0 for a row with fewer than two."""
-    finite = np.isfinite(series)
-    days = (np.asarray(dates, "datetime64[D]") - np.asarray(dates, "datetime64[D]")[0]).astype(np.int64)
-    first = np.argmax(finite, axis=1)
-    last = series.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
-    return np.where(finite.any(1), days[last] - days[first], 0)
 
 
 OUTLIER_SIGMAS = 4.0  # a last epoch further than this from its point's recent line is clipped to it

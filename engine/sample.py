@@ -8,7 +8,7 @@ import torch
 from .progress import check_cancel
 from .store import big_array, thread_map
 from .train import TrainedModel
-from .windows import MIN_OWN_RATE_SPAN_DAYS, Area, chunks, make_batch, occupied_tiles
+from .windows import MIN_OWN_RATE_SPAN_DAYS, Area, chunks, history_span_days, make_batch, occupied_tiles
 
 
 @torch.no_grad()
@@ -74,15 +74,8 @@ def borrow_for_young_cells(increments: np.ndarray, area: Area, anchor: int) -> n
     from scipy.spatial import cKDTree
 
     height, width = increments.shape[2:]
-    first = np.full((height, width), -1, np.int64)
-    last = np.full((height, width), -1, np.int64)
-    for t in range(anchor):  # an epoch at a time: the cube may be on disk
-        seen = np.isfinite(area.displacement_mm[t, :height, :width])
-        first[seen & (first < 0)] = t
-        last[seen] = t
-    days = (np.asarray(area.dates[:anchor], "datetime64[D]") - area.dates[0]).astype(np.int64)
-    has = first >= 0
-    span = np.where(has, days[np.maximum(last, 0)] - days[np.maximum(first, 0)], 0)
+    span = history_span_days(area.dates[:anchor], area.displacement_mm[:anchor, :height, :width])
+    has = span >= 0
     young = has & (span < MIN_OWN_RATE_SPAN_DAYS)
     median = increments[len(increments) // 2, 0]
     older = np.argwhere(has & ~young & np.isfinite(median))
@@ -92,8 +85,9 @@ def borrow_for_young_cells(increments: np.ndarray, area: Area, anchor: int) -> n
     k = min(BORROW_NEIGHBOURS, len(older))
     targets = np.argwhere(young)
     for lo in range(0, len(targets), BORROW_CHUNK_CELLS):
-        rows, cols = targets[lo : lo + BORROW_CHUNK_CELLS].T
-        distance, nearest = tree.query(np.column_stack([rows, cols]), k=k)
+        chunk = targets[lo : lo + BORROW_CHUNK_CELLS]
+        rows, cols = chunk.T
+        distance, nearest = tree.query(chunk, k=k)
         distance, nearest = distance.reshape(len(rows), k), nearest.reshape(len(rows), k)
         weight = (1.0 / distance).astype(np.float32)  # never 0: a young cell is not an older one
         weight /= weight.sum(1, keepdims=True)

@@ -250,6 +250,19 @@ def make_batch(area: Area, tiles, anchors, config: ModelConfig, scale_mm: float,
     return batch, targets
 
 
+def history_span_days(dates: np.ndarray, by_epoch: np.ndarray) -> np.ndarray:
+    """Days from each series' first finite value to its last (shape by_epoch.shape[1:]); -1 where it
+    has none. Reads one epoch at a time: `by_epoch` [T, ...] may be a cube on disk."""
+    first = np.full(by_epoch.shape[1:], -1, np.int64)
+    last = first.copy()
+    for t in range(len(dates)):
+        seen = np.isfinite(by_epoch[t])
+        first[seen & (first < 0)] = t
+        last[seen] = t
+    days = (np.asarray(dates, "datetime64[D]") - np.asarray(dates[0], "datetime64[D]")).astype(np.int64)
+    return np.where(first >= 0, days[last] - days[first], -1)
+
+
 def area_scale_mm(area: Area) -> float:
     """Typical one-year change of the area, robustly: the unit the model works in.
 
