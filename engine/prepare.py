@@ -106,7 +106,15 @@ def prepare(
         )
     else:
         priors = build_priors(grid)
+    from .windows import MIN_OWN_RATE_SPAN_DAYS, history_span_days  # imports torch, as check_history does
+
     notes = [*points.notes, *(aoi.notes if aoi is not None else ()), *priors.notes]
+    series, step = points.displacement_mm, max(1, store.chunk_values() // max(len(points.dates), 1))
+    young = sum(int((history_span_days(points.dates, np.asarray(series[lo : lo + step]).T)
+                     < MIN_OWN_RATE_SPAN_DAYS).sum()) for lo in range(0, points.n_points, step))
+    if young:
+        notes.append(f"{points.source}: {young:,} points are seen for less than a year; each takes its "
+                     "cell's forecast, and a cell with only such points that of its nearest older cells.")
     if need > NOTE_ABOVE_BYTES:
         notes.append(f"{source}: the grid of {grid.width:,} × {grid.height:,} cells over {n_epochs:,} epochs "
                      f"takes about {size_text(need)} of memory.")

@@ -563,3 +563,20 @@ def test_the_scene_gathers_the_notes_and_says_a_large_grid_s_memory(tmp_path, mo
     grid = scene.cube.grid
     assert f"the grid of {grid.width} × {grid.height} cells over 150 epochs takes about" in scene.notes[-1]
     assert one_sentence(scene.notes[-1], "noted.csv")
+
+
+def test_points_seen_for_less_than_a_year_are_named_in_one_note(tmp_path):
+    from engine.prepare import prepare
+
+    n_points, n_epochs = 40, 150
+    values = np.cumsum(np.random.default_rng(1).normal(0, 1, (n_points, n_epochs)), axis=1)
+    values[:3, : n_epochs - 30] = np.nan  # three new points: their last 180 days only
+    path = points_csv(tmp_path / "new.csv", n_points=n_points, n_epochs=n_epochs, values=values)
+    scene = prepare(config(path, tmp_path))
+    young = [note for note in scene.notes if "less than a year" in note]
+    assert len(young) == 1 and "3 points are seen for less than a year" in young[0]
+    assert one_sentence(young[0], "new.csv")
+    values[:3] = 1.0  # seen throughout: no note
+    path = points_csv(tmp_path / "old.csv", n_points=n_points, n_epochs=n_epochs, values=values)
+    scene = prepare(config(path, tmp_path))
+    assert not [note for note in scene.notes if "less than a year" in note]
