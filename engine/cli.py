@@ -18,7 +18,8 @@ from .progress import format_duration, with_time_left
 class TerminalProgress:
     """A one-line progress bar on stderr; when stderr is not a terminal, one line per stage."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        stream = sys.stderr if stream is None else stream  # today's stderr, not the one at import
         self.stream, self.tty = stream, stream.isatty()
         self.last_message, self.started = None, time.perf_counter()
 
