@@ -15,7 +15,8 @@ Rows: persistence, the time-function fit, the calibrated forecast zero-shot and 
 the network's own cells (`*_network`, the median before the calibrated mapping), each with the
 region's priors and with none (`*_no_priors`: blank maps, as for a file with no DEM or geology).
 `fine_tuned_from_neighbours` gives each blanked cell the inverse-distance mean of the fine-tuned
-forecast's increments at the 8 nearest cells that kept their history. The `oracle_*` rows are
+forecast's increments at the 8 nearest cells that kept their history, `fine_tuned_from_maps` the
+same increments regressed on the prior maps at those cells (`map_features`). The `oracle_*` rows are
 ceilings that see the truth of the forecast year at the other cells (see `oracles`): how far the
 prior maps, the neighbours, or both could take a forecast at all.
 """
@@ -94,6 +95,10 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
                 old_level = origin_level(scene.points.displacement_mm[~at], axis=1)
                 borrowed = inverse_distance(yx[~at], (fc.points_mm[1][:, ~at] - old_level).T, yx[at])
                 medians["fine_tuned_from_neighbours"] = medians["persistence"] + borrowed.T
+                # the area's own reading of its maps: the older cells' forecasts regressed on them
+                maps = map_features(scene.priors, rows, cols)
+                read = fitted(maps[~at], maps[at], (fc.points_mm[1][:, ~at] - old_level).T)
+                medians["fine_tuned_from_maps"] = medians["persistence"] + read.T
             area = make_area(sc.cube, sc.priors, fc.trained.model.config)
             increments, level = forecast_area(fc.trained, area)
             medians[f"{row}_network{suffix}"] = (level[None] + increments[1])[:steps, rows[at], cols[at]]
@@ -110,24 +115,11 @@ def oracles(region, anchor: int, rows, cols, at, level) -> dict:
     truth = region.truth_mm[anchor - 1 : anchor + steps, rows, cols]
     increments = (truth[1:] - truth[:1]).T  # [N, H]
     known = ~at & np.isfinite(increments).all(1)
-    priors = region.priors
-
-    def zscored(values):
-        values = np.nan_to_num(values[rows, cols].astype(float))
-        return (values - values.mean()) / max(values.std(), 1e-9)
-
-    columns = [np.ones(len(rows)), zscored(priors.elevation_m), zscored(priors.slope_deg)]
-    for classes in (priors.geology, priors.soil):
-        columns += [(classes[rows, cols] == k).astype(float) for k in np.unique(classes[rows, cols])[1:]]
-    maps = np.stack(columns, 1)
+    maps = map_features(region.priors, rows, cols)
     yx = np.column_stack([rows, cols]).astype(float)
 
     near = inverse_distance(yx[known], increments[known], yx[at])
     near_known = inverse_distance(yx[known], increments[known], yx[known])
-
-    def fitted(design_known, design_at, goal):
-        ridge = 1e-3 * len(design_known) * np.eye(design_known.shape[1])
-        return design_at @ np.linalg.solve(design_known.T @ design_known + ridge, design_known.T @ goal)
 
     out = {"oracle_priors": fitted(maps[known], maps[at], increments[known]), "oracle_neighbours": near}
     # the neighbours' increment at each lead, beside the maps
@@ -135,6 +127,25 @@ def oracles(region, anchor: int, rows, cols, at, level) -> dict:
         fitted(np.column_stack([maps[known], near_known[:, k]]), np.column_stack([maps[at], near[:, k]]),
                increments[known][:, k]) for k in range(steps)], 1)
     return {name: level + increment.T for name, increment in out.items()}
+
+
+def map_features(priors, rows, cols) -> np.ndarray:
+    """[N, F] the prior maps at the cells: a constant, elevation and slope (z-scored), one column
+    per geology and soil class."""
+    def zscored(values):
+        values = np.nan_to_num(values[rows, cols].astype(float))
+        return (values - values.mean()) / max(values.std(), 1e-9)
+
+    columns = [np.ones(len(rows)), zscored(priors.elevation_m), zscored(priors.slope_deg)]
+    for classes in (priors.geology, priors.soil):
+        columns += [(classes[rows, cols] == k).astype(float) for k in np.unique(classes[rows, cols])[1:]]
+    return np.stack(columns, 1)
+
+
+def fitted(design_known: np.ndarray, design_at: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Ridge least squares of `goal` on `design_known`, applied to `design_at`."""
+    ridge = 1e-3 * len(design_known) * np.eye(design_known.shape[1])
+    return design_at @ np.linalg.solve(design_known.T @ design_known + ridge, design_known.T @ goal)
 
 
 def inverse_distance(yx_from: np.ndarray, values: np.ndarray, yx_to: np.ndarray, k: int = 8) -> np.ndarray:
