@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,6 +44,7 @@ from engine.metrics import rmse  # noqa: E402
 from engine.params import RunConfig  # noqa: E402
 from engine.priors import build_priors  # noqa: E402
 import engine.run  # noqa: E402
+import engine.sample  # noqa: E402
 from engine.run import forecast_scene  # noqa: E402
 from engine.sample import forecast_area  # noqa: E402
 from engine.windows import forecast_dates, make_area  # noqa: E402
@@ -102,7 +104,18 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
             area = make_area(sc.cube, sc.priors, fc.trained.model.config)
             increments, level = forecast_area(fc.trained, area)
             medians[f"{row}_network{suffix}"] = (level[None] + increments[1])[:steps, rows[at], cols[at]]
-    return {"n_cells": int(at.sum()),
+            if row == "fine_tuned" and not suffix:  # the network's own young cells, before the borrowing
+                with patch.object(engine.sample, "borrow_for_young_cells", lambda *_: None):
+                    increments, level = forecast_area(fc.trained, area)
+                own = (level[None] + increments[1])[:steps, rows[at], cols[at]]
+    yx = np.column_stack([rows, cols]).astype(float)
+    metres = region.cube.grid.cell_size_m * np.min(
+        np.hypot(*(yx[at][:, None] - yx[~at][None]).transpose(2, 0, 1)), axis=1)
+    by_distance = {"distance_m": metres.tolist(), "lead_days": [BACKTEST_HORIZONS_DAYS[i] for i in (1, 3)]}
+    for name, median in (("persistence", medians["persistence"]), ("network_own", own),
+                         ("network_borrowed", medians["fine_tuned_network"])):
+        by_distance[name] = [(median[lead[i]] - truth[lead[i]]).tolist() for i in (1, 3)]
+    return {"n_cells": int(at.sum()), "by_distance": by_distance,
             "rmse_mm": {row: [rmse(truth[k], median[k]) for k in lead] for row, median in medians.items()}}
 
 
@@ -178,8 +191,28 @@ def run(n_regions: int, keep_epochs: int, seed: int, log=print) -> dict:
         mean[layout] = {row: np.mean([s["rmse_mm"][row] for s in scored], 0).round(3).tolist()
                         for row in names}
         mean[layout + "_regions"] = len(scored)
+        mean[layout + "_by_distance"] = pooled_by_distance([s["by_distance"] for s in scored])
     return {"checkpoint": str(engine.run.base_model_path()), "keep_epochs": keep_epochs,
             "regions": per_region, "mean": mean}
+
+
+DISTANCE_BINS_M = (0, 250, 1000, 3000, np.inf)
+
+
+def pooled_by_distance(entries: list) -> dict:
+    """RMSE (mm) of the young cells pooled over regions, by distance to the nearest older cell."""
+    distance = np.concatenate([e["distance_m"] for e in entries])
+    table = {}
+    for lo, hi in zip(DISTANCE_BINS_M[:-1], DISTANCE_BINS_M[1:]):
+        inside = (distance > lo) & (distance <= hi)
+        if not inside.any():
+            continue
+        label = f"{lo:.0f}–{hi:.0f} m" if np.isfinite(hi) else f"over {lo:.0f} m"
+        table[label] = {"cells": int(inside.sum())}
+        for name in ("persistence", "network_own", "network_borrowed"):
+            errors = [np.concatenate([e[name][i] for e in entries]) for i in range(2)]
+            table[label][name] = [float(np.sqrt(np.nanmean(err[inside] ** 2))) for err in errors]
+    return table
 
 
 def markdown(result: dict) -> str:
@@ -194,6 +227,14 @@ def markdown(result: dict) -> str:
                   "|---|" + "---|" * len(BACKTEST_HORIZONS_DAYS)]
         lines += [f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
                   for row, values in rows.items()]
+        lines += ["", "By distance to the nearest older cell, fine-tuned, the network's cells at 90 / 365 d "
+                  "(all regions' cells pooled):", "",
+                  "| distance | cells | persistence | the network's own | borrowed |",
+                  "|---|---|---|---|---|"]
+        for label, entry in result["mean"][layout + "_by_distance"].items():
+            lines.append(f"| {label} | {entry['cells']} | " + " | ".join(
+                " / ".join(f"{v:.2f}" for v in entry[name])
+                for name in ("persistence", "network_own", "network_borrowed")) + " |")
         lines.append("")
     return "\n".join(lines)
 
