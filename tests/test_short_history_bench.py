@@ -42,3 +42,18 @@ def test_the_ceilings_read_the_maps_where_the_motion_follows_the_geology():
     error = {name: np.sqrt(np.mean((forecast - wanted) ** 2)) for name, forecast in ceilings.items()}
     assert error["oracle_priors"] < 0.05 and error["oracle_both"] < 0.05
     assert error["oracle_neighbours"] > 1.0
+
+
+def test_errors_by_distance_pool_the_regions_cells_into_their_bands():
+    from bench.short_history import pooled_by_distance
+
+    def entry(distance, error):
+        errors = [[error] * len(distance)] * 2
+        return {"distance_m": distance, "persistence": errors, "network_own": errors,
+                "network_borrowed": [[e / 2 for e in errors[0]]] * 2}
+
+    table = pooled_by_distance([entry([100.0, 200.0], 3.0), entry([2000.0], 4.0)])
+    assert list(table) == ["0–250 m", "1000–3000 m"]  # empty bands are left out
+    assert table["0–250 m"]["cells"] == 2 and table["1000–3000 m"]["cells"] == 1
+    assert table["0–250 m"]["persistence"] == [3.0, 3.0]
+    assert table["1000–3000 m"]["network_borrowed"] == [2.0, 2.0]
