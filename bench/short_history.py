@@ -77,6 +77,7 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
     at = mask[rows, cols]
     if at.sum() < 5:
         return None
+    yx = np.column_stack([rows, cols]).astype(float)
     truth = region.truth_mm[anchor:, rows[at], cols[at]]
     lead = [min(max(round(h / STEP_DAYS) - 1, 0), steps - 1) for h in BACKTEST_HORIZONS_DAYS]
     series = scene.points.displacement_mm[at]
@@ -93,13 +94,13 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
             fc = forecast_scene(sc, config, steps * STEP_DAYS, log=lambda *_: None)
             medians[row + suffix] = fc.points_mm[1][:, at]
             if row == "fine_tuned" and not suffix:  # what a forecaster could borrow from its neighbours
-                yx = np.column_stack([rows, cols]).astype(float)
                 old_level = origin_level(scene.points.displacement_mm[~at], axis=1)
-                borrowed = inverse_distance(yx[~at], (fc.points_mm[1][:, ~at] - old_level).T, yx[at])
+                older = (fc.points_mm[1][:, ~at] - old_level).T  # [older cells, H] their forecast increments
+                borrowed = inverse_distance(yx[~at], older, yx[at])
                 medians["fine_tuned_from_neighbours"] = medians["persistence"] + borrowed.T
                 # the area's own reading of its maps: the older cells' forecasts regressed on them
                 maps = map_features(scene.priors, rows, cols)
-                read = fitted(maps[~at], maps[at], (fc.points_mm[1][:, ~at] - old_level).T)
+                read = fitted(maps[~at], maps[at], older)
                 medians["fine_tuned_from_maps"] = medians["persistence"] + read.T
             area = make_area(sc.cube, sc.priors, fc.trained.model.config)
             increments, level = forecast_area(fc.trained, area)
@@ -108,7 +109,6 @@ def score_layout(region, layout: str, keep_epochs: int, seed: int, rng) -> dict 
                 with patch.object(engine.sample, "borrow_for_young_cells", lambda *_: None):
                     increments, level = forecast_area(fc.trained, area)
                 own = (level[None] + increments[1])[:steps, rows[at], cols[at]]
-    yx = np.column_stack([rows, cols]).astype(float)
     metres = region.cube.grid.cell_size_m * np.min(
         np.hypot(*(yx[at][:, None] - yx[~at][None]).transpose(2, 0, 1)), axis=1)
     by_distance = {"distance_m": metres.tolist(), "lead_days": [BACKTEST_HORIZONS_DAYS[i] for i in (1, 3)]}

@@ -118,16 +118,16 @@ class PointModel:
         fade = np.exp(-np.arange(len(dates_fc)) / EXCURSION_FADE_STEPS)[:, None]
         # a point seen for less than a year has no rate of its own worth extrapolating: a few months
         # of a seasonal cycle read as a line runs off by centimetres a year out, so it takes its cell's
-        young = (history_span_days(dates, own.T) < MIN_OWN_RATE_SPAN_DAYS)[None]
+        young = history_span_days(dates, own.T) < MIN_OWN_RATE_SPAN_DAYS
         departures = np.stack([
-            np.where(young, 0.0, trend_own - trend_cell),
-            np.where(young, 0.0, rate_own - rate_cell),
+            np.where(young[None], 0.0, trend_own - trend_cell),
+            np.where(young[None], 0.0, rate_own - rate_cell),
             np.broadcast_to(clipped - level, trend_own.shape),
             fade * np.where(run, last - clipped, 0.0)[None],
         ])
         return cls(
             level, np.nan_to_num(departures), np.nan_to_num(trend_own), np.nan_to_num(line_own), scatter,
-            rows, cols, inside, young[0],
+            rows, cols, inside, young,
         )
 
     def design(self, cell_increments: np.ndarray) -> np.ndarray:
